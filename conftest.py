@@ -1,0 +1,82 @@
+"""Root pytest configuration: choose the implementation under test, load goldens.
+
+`pytest --impl reference` (default), `--impl exercises`, or `--impl PACKAGE` for
+any importable package (or adapter module) with the kit's names. `FTKIT_IMPL`
+sets the default. A test asks for `impl` for the function it checks and for
+`ref` for everything else, so a learner's unfinished model never fails their
+collate tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ftkit.impl import Impl, NotProvided
+
+ROOT = Path(__file__).parent
+GOLDEN_DIR = ROOT / "golden"
+
+pytest_plugins = ["ftkit.plugin"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--impl",
+        default=os.environ.get("FTKIT_IMPL", "reference"),
+        help="implementation under test: reference (default), exercises, or an importable "
+        "package/adapter module with the kit's names (env: FTKIT_IMPL)",
+    )
+
+
+@pytest.fixture(scope="session")
+def impl_name(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--impl")
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest, impl_name: str) -> Impl:
+    """The implementation under test; names it is asked for are recorded on the test item."""
+    chosen = Impl(impl_name)
+    request.node.ftkit_impl = chosen
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def ref() -> Impl:
+    """The reference implementation, for everything a test does not check."""
+    return Impl("reference")
+
+
+def load_golden(name: str) -> dict:
+    """Values the book prints, from `golden/<name>.json`, each entry `{"section", "value"}`."""
+    path = GOLDEN_DIR / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no golden file {path}")
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    return {key: entry["value"] for key, entry in entries.items() if not key.startswith("_")}
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """`golden("collate")["targets"]`: the book's printed value (see golden/*.json for sections)."""
+    return load_golden
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Report an unimplemented stub as 'not started' and a missing name as 'not provided'."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or item.config.getoption("--impl") == "reference":
+        return
+    err = call.excinfo.value
+    if isinstance(err, NotImplementedError):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1], f"not started: {err}")
+    elif isinstance(err, NotProvided):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1], f"not provided: {err}")

@@ -1,0 +1,1 @@
+"""ftkit: the kit's command line, recipes and test tooling (building blocks live in `reference/`)."""

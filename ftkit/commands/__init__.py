@@ -1,0 +1,1 @@
+"""Subcommands of `ftkit`, one module each."""

@@ -1,0 +1,10 @@
+"""`ftkit check` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("check", help="(not built yet)")
+    parser.set_defaults(func=lambda args: print("ftkit check: not built yet") or 2)

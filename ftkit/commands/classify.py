@@ -1,0 +1,10 @@
+"""`ftkit classify` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("classify", help="(not built yet)")
+    parser.set_defaults(func=lambda args: print("ftkit classify: not built yet") or 2)

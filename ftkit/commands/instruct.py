@@ -1,0 +1,10 @@
+"""`ftkit instruct` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("instruct", help="(not built yet)")
+    parser.set_defaults(func=lambda args: print("ftkit instruct: not built yet") or 2)

@@ -1,0 +1,1 @@
+"""The kit's pytest plugin: the learner's summary at the end of a run (see `ftkit check`)."""
