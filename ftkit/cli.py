@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)
+        print(
+            "\ninterrupted; finished work is saved, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

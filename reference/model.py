@@ -28,7 +28,15 @@ MODEL_CONFIGS = {
     "tiny": {"emb_dim": 64, "n_layers": 2, "n_heads": 4},
 }
 
-CONFIG_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
+CONFIG_KEYS = (
+    "vocab_size",
+    "context_length",
+    "emb_dim",
+    "n_heads",
+    "n_layers",
+    "drop_rate",
+    "qkv_bias",
+)
 
 
 def get_config(name: str, **overrides) -> dict:
@@ -75,7 +83,9 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)  # GPT-2 normalizes with the biased variance
+        var = x.var(
+            dim=-1, keepdim=True, unbiased=False
+        )  # GPT-2 normalizes with the biased variance
         return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
 
 
@@ -148,7 +158,9 @@ class MultiHeadAttention(nn.Module):
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
 
-        context = (attn_weights @ values).transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)
+        context = (
+            (attn_weights @ values).transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)
+        )
         return self.out_proj(context)
 
 

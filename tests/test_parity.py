@@ -11,7 +11,7 @@ import pytest
 from ftkit.impl import public_names, reference_modules
 
 # Modules that hold I/O or tooling rather than learner work have no exercise twin.
-NOT_EXERCISES = {"assets"}
+NOT_EXERCISES = {"assets", "tokenizer"}
 
 LEARNER_MODULES = sorted(set(reference_modules()) - NOT_EXERCISES)
 SECTION = re.compile(r"§\s?\d+\.\d+|[Ss]ection \d+\.\d+|[Aa]ppendix [A-E]|[Ee]xercise \d\.\d")
@@ -21,7 +21,9 @@ def exercise_module(short: str):
     try:
         return importlib.import_module(f"exercises.{short}")
     except ModuleNotFoundError:
-        pytest.fail(f"exercises/{short}.py is missing: every learner module of reference/ needs a twin")
+        pytest.fail(
+            f"exercises/{short}.py is missing: every learner module of reference/ needs a twin"
+        )
 
 
 def own_methods(cls: type) -> dict:
@@ -44,7 +46,10 @@ def test_every_reference_name_has_a_stub_with_the_same_signature(short):
         ref_obj, ex_obj = getattr(ref_module, name), getattr(ex_module, name)
         assert inspect.isclass(ref_obj) == inspect.isclass(ex_obj), f"{where}: class vs function"
         pairs = (
-            [(f"{name}.{m}", fn, getattr(ex_obj, m, None)) for m, fn in own_methods(ref_obj).items()]
+            [
+                (f"{name}.{m}", fn, getattr(ex_obj, m, None))
+                for m, fn in own_methods(ref_obj).items()
+            ]
             if inspect.isclass(ref_obj)
             else [(name, ref_obj, ex_obj)]
         )
@@ -62,5 +67,7 @@ def test_every_stub_names_a_hint_and_a_book_section(short):
     source = inspect.getsource(ex_module)
     for match in re.finditer(r"raise NotImplementedError\((.*?)\)\n", source, re.S):
         message = match.group(1)
-        assert SECTION.search(message), f"exercises/{short}.py: a stub's message lacks a book section: {message}"
+        assert SECTION.search(message), (
+            f"exercises/{short}.py: a stub's message lacks a book section: {message}"
+        )
         assert len(message) > 30, f"exercises/{short}.py: a stub's hint is too short: {message}"

@@ -1,0 +1,128 @@
+"""Assertions whose failure messages teach: where a tensor differs, and why it should not.
+
+Tests compare an implementation's output with the book's golden values through
+these helpers, so a learner reads "targets[1, 2]: expected -100, got 50256 — only
+the first end-of-text token of each row stays in the targets" instead of a bare
+`assert False`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+MAX_SHOWN = 5
+
+
+def _fmt_index(name: str, index: Sequence[int]) -> str:
+    return f"{name}[{', '.join(str(int(i)) for i in index)}]"
+
+
+def _because(why: str | None) -> str:
+    return f" — {why}" if why else ""
+
+
+def assert_tensor_like(
+    actual,
+    expected: torch.Tensor,
+    *,
+    name: str = "tensor",
+    check_dtype: bool = True,
+    check_device: bool = True,
+) -> None:
+    """Check type, shape, dtype and device first, each with its own message."""
+    if not isinstance(actual, torch.Tensor):
+        raise AssertionError(f"{name}: expected a torch.Tensor, got {type(actual).__name__}")
+    if tuple(actual.shape) != tuple(expected.shape):
+        raise AssertionError(
+            f"{name}: expected shape {list(expected.shape)}, got {list(actual.shape)}"
+        )
+    if check_dtype and actual.dtype != expected.dtype:
+        raise AssertionError(f"{name}: expected dtype {expected.dtype}, got {actual.dtype}")
+    if check_device and actual.device.type != expected.device.type:
+        raise AssertionError(f"{name}: expected device {expected.device}, got {actual.device}")
+
+
+def assert_tensor_equal(
+    actual,
+    expected,
+    *,
+    name: str = "tensor",
+    why: str | None = None,
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    check_dtype: bool = True,
+    check_device: bool = True,
+) -> None:
+    """Assert `actual` equals `expected` (a tensor or nested list), naming the first differences.
+
+    With `atol`/`rtol` zero the comparison is exact; otherwise `torch.isclose` decides.
+    `why` is the book's reason the value must be what it is.
+    """
+    expected = expected if isinstance(expected, torch.Tensor) else torch.tensor(expected)
+    if isinstance(actual, torch.Tensor):
+        expected = expected.to(actual.device)
+    assert_tensor_like(
+        actual, expected, name=name, check_dtype=check_dtype, check_device=check_device
+    )
+    a, e = actual.detach(), expected.to(actual.dtype)
+    if atol or rtol:
+        same = torch.isclose(a.double(), e.double(), atol=atol, rtol=rtol, equal_nan=True)
+    else:
+        same = (a == e) | (torch.isnan(a) & torch.isnan(e)) if a.is_floating_point() else a == e
+    if bool(same.all()):
+        return
+    bad = (~same).nonzero().tolist()
+    lines = [
+        f"{_fmt_index(name, idx)}: expected {e[tuple(idx)].item()!r}, got {a[tuple(idx)].item()!r}"
+        for idx in bad[:MAX_SHOWN]
+    ]
+    more = f"\n  ... and {len(bad) - MAX_SHOWN} more" if len(bad) > MAX_SHOWN else ""
+    tol = f" (atol={atol}, rtol={rtol})" if atol or rtol else ""
+    raise AssertionError(
+        f"{len(bad)} of {same.numel()} values of {name} differ{tol}{_because(why)}\n  "
+        + "\n  ".join(lines)
+        + more
+    )
+
+
+def assert_close(
+    actual: float, expected: float, *, name: str, atol: float, why: str | None = None
+) -> None:
+    """Assert a scalar is within `atol` of the book's printed value."""
+    value = float(actual)
+    if not abs(value - expected) <= atol:
+        raise AssertionError(
+            f"{name}: expected {expected} ± {atol}, got {value:.6g}{_because(why)}"
+        )
+
+
+def assert_equal(actual, expected, *, name: str, why: str | None = None) -> None:
+    """Assert plain values (ints, strings, lists) are equal, saying what differs."""
+    if actual == expected:
+        return
+    if isinstance(actual, str) and isinstance(expected, str):
+        at = next(
+            (i for i, (x, y) in enumerate(zip(actual, expected)) if x != y),
+            min(len(actual), len(expected)),
+        )
+        raise AssertionError(
+            f"{name}: strings differ at character {at}{_because(why)}\n"
+            f"  expected: {expected[max(0, at - 30) : at + 30]!r}\n"
+            f"  got:      {actual[max(0, at - 30) : at + 30]!r}"
+        )
+    if (
+        isinstance(actual, Sequence)
+        and isinstance(expected, Sequence)
+        and not isinstance(actual, str)
+    ):
+        if len(actual) != len(expected):
+            raise AssertionError(
+                f"{name}: expected length {len(expected)}, got {len(actual)}{_because(why)}"
+            )
+        at = next(i for i, (x, y) in enumerate(zip(actual, expected)) if x != y)
+        raise AssertionError(
+            f"{name}[{at}]: expected {expected[at]!r}, got {actual[at]!r}{_because(why)}"
+        )
+    raise AssertionError(f"{name}: expected {expected!r}, got {actual!r}{_because(why)}")
