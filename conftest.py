@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.impl import Impl, NotProvided
+from ftkit.impl import Impl
 
 ROOT = Path(__file__).parent
 GOLDEN_DIR = ROOT / "golden"
@@ -64,19 +64,3 @@ def load_golden(name: str) -> dict:
 def golden():
     """`golden("collate")["targets"]`: the book's printed value (see golden/*.json for sections)."""
     return load_golden
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Report an unimplemented stub as 'not started' and a missing name as 'not provided'."""
-    outcome = yield
-    report = outcome.get_result()
-    if call.excinfo is None or item.config.getoption("--impl") == "reference":
-        return
-    err = call.excinfo.value
-    if isinstance(err, NotImplementedError):
-        report.outcome = "skipped"
-        report.longrepr = (str(item.path), item.location[1], f"not started: {err}")
-    elif isinstance(err, NotProvided):
-        report.outcome = "skipped"
-        report.longrepr = (str(item.path), item.location[1], f"not provided: {err}")
