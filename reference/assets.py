@@ -388,7 +388,7 @@ def _download(url: str, dest: Path, label: str, progress: bool) -> None:
 
     # identity: Content-Length then counts the bytes we write, so truncation is detectable.
     headers = {"Accept-Encoding": "identity", "User-Agent": "llm-finetune-kit"}
-    written = 0
+    written, total = 0, None
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT, headers=headers) as resp:
             if resp.status_code >= 400:
@@ -413,6 +413,11 @@ def _download(url: str, dest: Path, label: str, progress: bool) -> None:
                     written += len(chunk)
                     bar.update(len(chunk))
     except requests.RequestException as err:
+        if total is not None and written < total:
+            raise AssetError(
+                f"truncated download: the connection closed before the {total} bytes "
+                f"announced by Content-Length arrived ({err})"
+            ) from None
         raise AssetError(f"download failed after {written} bytes: {err}") from None
     if total is not None and written != total:
         raise AssetError(f"truncated download: got {written} of {total} bytes (Content-Length)")
