@@ -103,9 +103,11 @@ def test_book_tuple_items_mask_the_prompt(impl):
 
 def test_masked_sample_matches_exercise_solution(impl, ref, golden):
     """The three-entry sample of the book's exercise 7.2 solution, batch of 3, row 1."""
+    from reference.tokenizer import get_tokenizer
+
     g = golden("collate")
     dataset = ref.InstructionDataset(
-        g["masked_sample_data"], ref.get_tokenizer(), mask_instruction=True
+        g["masked_sample_data"], get_tokenizer(), mask_instruction=True
     )
     inputs, targets = impl.custom_collate_fn([dataset[i] for i in range(len(dataset))])
     assert_equal(list(inputs.shape), [3, g["masked_sample_batch_width"]], name="inputs.shape")
