@@ -71,11 +71,13 @@ ASSETS: dict[str, Asset] = {
             name="instruction-data",
             url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
             sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+            size=203524,
         ),
         Asset(
             name="instruction-data-with-response",
             url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data-with-response.json",
             sha256="aced320504c77c98d957316eb9f3460945256226c36b5e9752bf7d49585eb943",
+            size=29279,
         ),
         Asset(
             name="sms-spam-collection",
@@ -84,16 +86,19 @@ ASSETS: dict[str, Asset] = {
             member="SMSSpamCollection",
             # The zip is repacked by mirrors (its hash varies); the extracted file's does not.
             sha256="7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
+            size=477907,
         ),
         Asset(
             name="gpt2-vocab-bpe",
             url="https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
             sha256="1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            size=456318,
         ),
         Asset(
             name="gpt2-encoder-json",
             url="https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
             sha256="196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            size=1042301,
         ),
         Asset(
             name="alpaca-data",
@@ -201,7 +206,13 @@ def expected_sha256(asset: Asset) -> str | None:
 
 
 def _check(asset: Asset, path: Path, source: str) -> str:
-    """Verify a candidate file against the asset's hash or size; return its hash or raise."""
+    """Verify a candidate file against the asset's size and hash; return its hash or raise."""
+    size = path.stat().st_size
+    if asset.size is not None and size != asset.size:
+        raise AssetError(
+            f"size mismatch for {asset.filename} ({asset.name}) from {source}: "
+            f"expected {asset.size} bytes, got {size}; it was not kept"
+        )
     digest = sha256_of(path)
     expected = expected_sha256(asset)
     if expected and digest != expected:
@@ -210,11 +221,6 @@ def _check(asset: Asset, path: Path, source: str) -> str:
             f"  expected sha256 {expected}\n"
             f"  actual   sha256 {digest}\n"
             "the file is corrupt or was changed upstream; it was not kept"
-        )
-    if not expected and asset.size is not None and path.stat().st_size != asset.size:
-        raise AssetError(
-            f"size mismatch for {asset.filename} ({asset.name}) from {source}: "
-            f"expected {asset.size} bytes, got {path.stat().st_size}; it was not kept"
         )
     return digest
 
