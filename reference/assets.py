@@ -48,7 +48,9 @@ class Asset:
     sha256: str | None = None  # hash of the file the kit USES (for a zip: the extracted member)
     backup_url: str | None = None
     member: str | None = None  # file inside a zip download
-    subdir: str = ""  # cache sub-folder, e.g. "gpt2/124M"
+    # Cache sub-folder, e.g. "gpt2/124M"; an absolute path is used as the folder itself
+    # (how `ftkit weights --dir` puts checkpoints outside the cache).
+    subdir: str = ""
     size: int | None = None  # expected byte size, used when no hash is known
 
     @property
@@ -363,8 +365,13 @@ def _mirror_names(asset: Asset) -> list[str]:
 def _mirror_looked(asset: Asset) -> list[Path]:
     """Every path the mirror lookup tries, in order."""
     paths = []
+    sub = PurePosixPath(asset.subdir.replace("\\", "/"))
     for root in _mirror_roots():
-        for folder in dict.fromkeys((root / asset.subdir, root)):
+        # <mirror>/<subdir>/ (only a relative subdir: an absolute one is a user's folder),
+        # then <mirror>/<last part of subdir>/ (e.g. <mirror>/124M/), then <mirror>/.
+        folders = [root / sub] if asset.subdir and not sub.is_absolute() else []
+        folders += [root / sub.name] if sub.name else []
+        for folder in dict.fromkeys([*folders, root]):
             paths.extend(folder / name for name in _mirror_names(asset))
     return paths
 

@@ -221,6 +221,18 @@ def test_mirror_subdir_is_searched_first(home, mirror, monkeypatch):
     assert fetch(asset, progress=False).read_bytes() == BODY
 
 
+def test_absolute_subdir_is_the_folder_and_mirror_uses_its_last_part(
+    home, mirror, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("FTKIT_OFFLINE", "1")
+    (mirror / "355M").mkdir()
+    (mirror / "355M" / "t.bin").write_bytes(BODY)
+    own = tmp_path / "models" / "355M"
+    asset = Asset("t", "https://example.invalid/t.bin", sha256=sha(BODY), subdir=str(own))
+    assert fetch(asset, progress=False) == own / "t.bin"
+    assert (own / "t.bin").read_bytes() == BODY
+
+
 def test_mirror_zip_extracts_member_by_percent_decoded_name(home, mirror, monkeypatch):
     monkeypatch.setenv("FTKIT_OFFLINE", "1")
     (mirror / "a+b.zip").write_bytes(zip_bytes({"Data": BODY}))
