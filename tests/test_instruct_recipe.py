@@ -189,43 +189,6 @@ def test_exercise_7_4_lora_trains_only_adapters_and_saves_a_plain_model(tmp_path
     assert changed.abs().max() > 0, "the merged W_query should include the trained LoRA update"
 
 
-def alpaca_file(tmp_path, n: int = 36):
-    """An Alpaca-format file: instruction/input/output, some entries far longer than 512 tokens."""
-    entries = []
-    for i in range(n):
-        long = i % 6 == 0
-        entries.append(
-            {
-                "instruction": f"Describe item number {i}.",
-                "input": ""
-                if i % 2
-                else f"Item {i} is a {'very ' * (700 if long else 3)}small box.",
-                "output": f"Item {i} is a box. " * (2 if not long else 40),
-            }
-        )
-    path = tmp_path / "alpaca-format.json"
-    path.write_text(json.dumps(entries), encoding="utf-8")
-    return path, entries
-
-
-def test_exercise_7_3_alpaca_format_file_truncates_to_512_tokens(tmp_path):
-    path, entries = alpaca_file(tmp_path)
-    (inputs, targets), loader = first_train_batch(allowed_max_length=512, data=entries)
-    widths = [batch[0].shape[1] for batch in loader]
-    assert max(widths) == 512, f"the long entries must be cut to 512 tokens; widths {widths}"
-    result = recipe.finetune(
-        tmp_path / "out", model="tiny", dataset=str(path), epochs=1, device="cpu", say=quiet
-    )
-    record = json.loads(result["paths"]["config"].read_text())
-    assert_equal(
-        record["allowed_max_length"],
-        512,
-        name="allowed_max_length",
-        why="exercise 7.3 truncates Alpaca-format entries to 512 tokens",
-    )
-    assert_equal(len(result["test_data"]), int(len(entries) * 0.10), name="test entries")
-
-
 def test_sort_by_length_cuts_padding_on_the_book_data():
     tokenizer = get_tokenizer()
     train, _, val = split_data(load_instruction_data())
@@ -263,3 +226,28 @@ def test_bad_dataset_path_is_a_clear_error(tmp_path):
     broken.write_text(json.dumps([{"instruction": "x", "output": "y"}] * 10))
     with pytest.raises(ValueError, match="entry 0"):
         recipe.finetune(tmp_path, model="tiny", dataset=str(broken), say=quiet)
+
+
+@pytest.mark.slow
+@pytest.mark.weights
+def test_book_sft_run_with_gpt2_medium(tmp_path):
+    """§7.6: 2 epochs from GPT-2 355M bring the validation loss to ~0.66 (book), and §7.6's sample reads right."""
+    from reference.assets import AssetError
+    from reference.evaluation import extract_response
+    from reference.generation import generate, text_to_token_ids, token_ids_to_text
+
+    try:
+        result = recipe.finetune(tmp_path, device="auto", say=quiet)  # every book default
+    except AssetError as err:
+        pytest.skip(f"GPT-2 355M weights are not cached (run `ftkit weights fetch 355M`): {err}")
+    final_val = result["history"]["val_losses"][-1]
+    assert final_val < 0.75, f"validation loss after 2 epochs: {final_val:.3f} (book: ~0.66)"
+
+    model, record = recipe.load_finetuned(tmp_path, recipe.DEFAULT_MODEL, torch.device("cpu"))
+    val_first = split_data(load_instruction_data())[2][0]
+    prompt = format_input(val_first)
+    tokenizer = get_tokenizer()
+    ids = generate(model, text_to_token_ids(prompt, tokenizer), 35, 1024, eos_id=50256)
+    answer = extract_response(token_ids_to_text(ids, tokenizer), prompt)
+    # Book §7.6: "The meal is prepared every day by the chef." (passive voice of the prompt)
+    assert answer.startswith("The meal is") and "by the chef" in answer, answer

@@ -559,6 +559,44 @@ def load_finetuned(
     return gpt, record
 
 
+# ------------------------------------------------------------------ responses (§7.7)
+
+
+def respond(
+    out_dir: str | os.PathLike = ".",
+    *,
+    model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    max_new_tokens: int = 256,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> list[dict]:
+    """Write the fine-tuned model's answer to every test entry (book §7.7); resumes where it stopped.
+
+    The test set is rebuilt from the settings saved beside the model (data set, limit),
+    and prompts use the style it was trained with (exercise 7.1's phi3 included).
+    """
+    from reference.evaluation import generate_test_responses
+    from reference.tokenizer import get_tokenizer
+
+    dev = resolve_device(device)
+    gpt, record = load_finetuned(out_dir, model, dev)
+    _, test_data, _ = split(load_dataset(record["dataset"], record["limit"]))
+    out_path = Path(out_dir) / RESPONSES_FILE
+    answered = generate_test_responses(
+        gpt,
+        get_tokenizer(),
+        test_data,
+        dev,
+        out_path=out_path,
+        max_new_tokens=max_new_tokens,
+        style=record["style"],
+        progress=progress,
+    )
+    say(f"Responses saved as {out_path}")
+    return answered
+
+
 # ------------------------------------------------------------------ judging (§7.8)
 
 
