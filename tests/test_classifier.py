@@ -1,0 +1,434 @@
+"""Classification fine-tuning (book ch. 6, §6.5-6.8, exercises 6.1-6.3): head, loss, accuracy, trainer, use.
+
+Weight-free tests use the random-init "tiny" GPT or hand-built models whose logits the
+test controls; the book's printed numbers for GPT-2 124M run under the `weights` marker.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from reference.tokenizer import get_tokenizer  # tooling, not an exercise
+
+SPAM = [
+    "WINNER!! You have won a 1000 cash prize. Call now to claim",
+    "Free entry in a weekly competition, text WIN to 80086 now",
+    "URGENT! Your mobile number has been awarded a 2000 bonus",
+]
+HAM = [
+    "Are we still meeting for lunch tomorrow?",
+    "Ok, I will call you when I get home",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and much faster when CPU cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_gpt(ref, seed: int = 123, **overrides) -> nn.Module:
+    """The random-init "tiny" GPT with a 32-token context (the texts here are shorter): fast on CPU."""
+    torch.manual_seed(seed)
+    return ref.GPTModel(ref.get_config("tiny", **{"context_length": 32, **overrides}))
+
+
+def block_params(cfg: dict) -> int:
+    """Parameters of one transformer block, counted from the config (book §4.5 layout)."""
+    d = cfg["emb_dim"]
+    qkv = 3 * (d * d + (d if cfg["qkv_bias"] else 0))
+    out_proj = d * d + d
+    ff = (d * 4 * d + 4 * d) + (4 * d * d + d)
+    norms = 2 * (2 * d)
+    return qkv + out_proj + ff + norms
+
+
+def count(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+def trainable(module: nn.Module) -> int:
+    return count(p for p in module.parameters() if p.requires_grad)
+
+
+class TokenVotes(nn.Module):
+    """A fake classifier whose logits the test controls: every token votes for class `id % 2`."""
+
+    def forward(self, input_batch: torch.Tensor) -> torch.Tensor:
+        return 5.0 * nn.functional.one_hot(input_batch % 2, 2).float()
+
+
+def vote_loader() -> DataLoader:
+    """Three batches of 4, all labelled spam (1); the last token's id parity is the prediction.
+
+    Last tokens predict 1 in 2/4, 3/4 and 0/4 rows; first tokens always predict 1.
+    """
+    last = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]).flatten()
+    inputs = torch.stack([torch.ones_like(last), torch.full_like(last, 2), last], dim=1)
+    return DataLoader(TensorDataset(inputs, torch.ones(12, dtype=torch.long)), batch_size=4)
+
+
+def spam_loader(tokenizer, max_length: int | None = None, batch_size: int = 5) -> DataLoader:
+    texts = SPAM + HAM
+    ids = [tokenizer.encode(t) for t in texts]
+    length = max_length or max(len(x) for x in ids)
+    rows = [x[:length] + [50256] * (length - len(x[:length])) for x in ids]
+    labels = [1] * len(SPAM) + [0] * len(HAM)
+    dataset = TensorDataset(torch.tensor(rows), torch.tensor(labels))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+
+
+# --------------------------------------------------------------------------------------------
+# §6.5: the head
+# --------------------------------------------------------------------------------------------
+
+
+def test_head_gives_two_logits_per_token_for_do_you_have_time(impl, ref, golden):
+    model = impl.add_classification_head(tiny_gpt(ref))
+    inputs = torch.tensor([get_tokenizer().encode("Do you have time")])
+    assert_tensor_equal(
+        inputs,
+        golden("classifier")["inputs_do_you_have_time"],
+        name="inputs",
+        why="the book's example text has 4 GPT-2 tokens (§6.5)",
+    )
+    with torch.no_grad():
+        outputs = model(inputs)
+    assert_equal(
+        list(outputs.shape),
+        golden("classifier")["head_output_shape"],
+        name="outputs.shape",
+        why="the new head maps every token's embedding to num_classes=2 logits instead of 50,257 (§6.5)",
+    )
+
+
+def test_head_is_created_right_after_seed_123(impl, ref):
+    model = tiny_gpt(ref, seed=7)
+    torch.manual_seed(999)  # whatever the caller's RNG state, the head is the book's
+    impl.add_classification_head(model)
+    torch.manual_seed(123)
+    expected = nn.Linear(model.cfg["emb_dim"], 2)
+    assert_tensor_equal(
+        model.out_head.weight.detach(),
+        expected.weight.detach(),
+        name="out_head.weight",
+        why="the book calls torch.manual_seed(123) just before creating the head (§6.5)",
+    )
+    assert_tensor_equal(model.out_head.bias.detach(), expected.bias.detach(), name="out_head.bias")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "gpt2-small (124M)"])
+@pytest.mark.parametrize("mode", ["last_block", "all", "head"])
+def test_trainable_parameters_per_group(impl, ref, preset, mode):
+    cfg = ref.get_config(preset)
+    # Shapes only: on the meta device a 124M model costs no memory and no time.
+    with torch.device("meta" if preset != "tiny" else "cpu"):
+        model = ref.GPTModel(cfg)
+    impl.add_classification_head(model, num_classes=2, trainable=mode)
+    d, block = cfg["emb_dim"], block_params(cfg)
+    head = d * 2 + 2
+    embeddings = (cfg["vocab_size"] + cfg["context_length"]) * d
+    expected = {
+        "last_block": {"head": head, "final_norm": 2 * d, "last block": block, "other": 0},
+        "all": {
+            "head": head,
+            "final_norm": 2 * d,
+            "last block": block,
+            "other": embeddings + (cfg["n_layers"] - 1) * block,
+        },
+        "head": {"head": head, "final_norm": 0, "last block": 0, "other": 0},
+    }[mode]
+    last = model.trf_blocks[-1]
+    grouped = {"head": model.out_head, "final_norm": model.final_norm, "last block": last}
+    actual = {name: trainable(module) for name, module in grouped.items()}
+    seen = {id(p) for module in grouped.values() for p in module.parameters()}
+    actual["other"] = count(p for p in model.parameters() if p.requires_grad and id(p) not in seen)
+    why = {
+        "last_block": "the book trains the last transformer block, final_norm and the new head (§6.5)",
+        "all": "exercise 6.2 fine-tunes every parameter",
+        "head": "only the new output layer is trained",
+    }[mode]
+    assert_equal(actual, expected, name=f"trainable parameters ({preset}, {mode})", why=why)
+
+
+def test_unknown_trainable_choice_is_a_clear_error(impl, ref):
+    with pytest.raises(ValueError, match="trainable"):
+        impl.add_classification_head(tiny_gpt(ref), trainable="everything")
+
+
+# --------------------------------------------------------------------------------------------
+# §6.6: accuracy and loss on one token
+# --------------------------------------------------------------------------------------------
+
+
+def test_accuracy_counts_argmax_of_the_last_token(impl):
+    loader = vote_loader()
+    assert_close(
+        impl.calc_accuracy_loader(loader, TokenVotes(), "cpu"),
+        5 / 12,
+        name="accuracy (all batches)",
+        atol=1e-12,
+        why="the prediction is the argmax of the last token's logits (§6.6)",
+    )
+    assert_close(
+        impl.calc_accuracy_loader(loader, TokenVotes(), "cpu", num_batches=2),
+        5 / 8,
+        name="accuracy (num_batches=2)",
+        atol=1e-12,
+        why="num_batches limits scoring to the first batches (§6.6)",
+    )
+    assert_close(
+        impl.calc_accuracy_loader(loader, TokenVotes(), "cpu", num_batches=99),
+        5 / 12,
+        name="accuracy (num_batches > len(loader))",
+        atol=1e-12,
+    )
+
+
+def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
+    accuracy = impl.calc_accuracy_loader(vote_loader(), TokenVotes(), "cpu", token_position="first")
+    assert_close(
+        accuracy,
+        1.0,
+        name="accuracy (first token)",
+        atol=1e-12,
+        why="exercise 6.3 classifies with the first output token instead of the last",
+    )
+
+
+def test_accuracy_puts_the_model_in_eval_mode(impl):
+    model = TokenVotes().train()
+    impl.calc_accuracy_loader(vote_loader(), model, "cpu")
+    assert not model.training, "calc_accuracy_loader must call model.eval() (dropout off) (§6.6)"
+
+
+def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
+    inputs, targets = next(iter(vote_loader()))  # last tokens 1,1,0,0; all targets 1
+    right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
+    loss = impl.calc_loss_batch_classifier(inputs, targets, TokenVotes(), "cpu")
+    assert_close(
+        loss.item(),
+        (2 * right + 2 * wrong) / 4,
+        name="loss",
+        atol=1e-5,
+        why="cross-entropy of the last token's 2 logits against the class index, averaged (§6.6)",
+    )
+    first = impl.calc_loss_batch_classifier(
+        inputs, targets, TokenVotes(), "cpu", token_position="first"
+    )
+    assert_close(first.item(), right, name="loss (first token, exercise 6.3)", atol=1e-5)
+
+
+def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
+    right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
+    batch_losses = [(2 * right + 2 * wrong) / 4, (3 * right + wrong) / 4, wrong]
+    loader = vote_loader()
+    assert_close(
+        impl.calc_loss_loader_classifier(loader, TokenVotes(), "cpu"),
+        sum(batch_losses) / 3,
+        name="loss over all batches",
+        atol=1e-5,
+        why="the loader loss is the mean of the batch losses (§6.6)",
+    )
+    assert_close(
+        impl.calc_loss_loader_classifier(loader, TokenVotes(), "cpu", num_batches=2),
+        sum(batch_losses[:2]) / 2,
+        name="loss over 2 batches",
+        atol=1e-5,
+    )
+    empty = DataLoader(TensorDataset(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0)))
+    assert math.isnan(impl.calc_loss_loader_classifier(empty, TokenVotes(), "cpu")), (
+        "an empty loader gives NaN, as the book's calc_loss_loader (§6.6)"
+    )
+
+
+def test_loss_rejects_labels_outside_the_classes(ref):
+    inputs = torch.ones(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="class labels"):
+        ref.calc_loss_batch_classifier(inputs, torch.tensor([0, 2]), TokenVotes(), "cpu")
+
+
+def test_evaluate_model_returns_both_losses_and_restores_train_mode(impl):
+    model = TokenVotes().train()
+    train_loss, val_loss = impl.evaluate_model_classifier(
+        model, vote_loader(), vote_loader(), "cpu", 1
+    )
+    right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
+    assert_close(
+        train_loss, (2 * right + 2 * wrong) / 4, name="train loss (eval_iter=1)", atol=1e-5
+    )
+    assert_close(val_loss, (2 * right + 2 * wrong) / 4, name="val loss (eval_iter=1)", atol=1e-5)
+    assert model.training, "evaluate_model switches back to train mode afterwards (§6.7)"
+
+
+# --------------------------------------------------------------------------------------------
+# §6.7: training
+# --------------------------------------------------------------------------------------------
+
+
+def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl, ref, capsys):
+    tokenizer = get_tokenizer()
+    loader = spam_loader(tokenizer)
+    model = ref.add_classification_head(tiny_gpt(ref))
+    before = ref.calc_loss_loader_classifier(loader, model, "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    torch.manual_seed(123)
+    result = impl.train_classifier_simple(
+        model, loader, loader, optimizer, "cpu", num_epochs=6, eval_freq=2, eval_iter=1
+    )
+    train_losses, val_losses, train_accs, val_accs, examples_seen = result
+    after = ref.calc_loss_loader_classifier(loader, model, "cpu")
+    assert after < before * 0.8, f"loss {before:.3f} -> {after:.3f}: training did not learn"
+    assert_equal(examples_seen, 6 * 5, name="examples_seen", why="5 texts per epoch, 6 epochs")
+    assert_equal(
+        len(train_losses), 3, name="len(train_losses)", why="one entry per eval_freq=2 steps"
+    )
+    assert_equal(len(val_losses), 3, name="len(val_losses)")
+    assert_equal(len(train_accs), 6, name="len(train_accs)", why="one accuracy per epoch (§6.7)")
+    assert_equal(len(val_accs), 6, name="len(val_accs)")
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        r"Ep 1 \(Step 000000\): Train loss \d+\.\d{3}, Val loss \d+\.\d{3}", lines[0]
+    ), (
+        f"first log line {lines[0]!r} should look like the book's "
+        "'Ep 1 (Step 000000): Train loss 2.153, Val loss 2.392' (§6.7)"
+    )
+    accuracy_lines = [line for line in lines if line.startswith("Training accuracy")]
+    assert len(accuracy_lines) == 6 and re.fullmatch(
+        r"Training accuracy: \d+\.\d{2}% \| Validation accuracy: \d+\.\d{2}%", accuracy_lines[0]
+    ), f"accuracy lines {accuracy_lines[:1]} should look like the book's (§6.7)"
+
+
+def test_training_resumes_after_an_epoch_exactly_as_an_uninterrupted_run(impl, ref):
+    loader = spam_loader(get_tokenizer(), batch_size=2)
+
+    def fresh():
+        model = ref.add_classification_head(tiny_gpt(ref))
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+
+    def run(model, optimizer, **kw):
+        return impl.train_classifier_simple(
+            model, loader, loader, optimizer, "cpu", 2, 2, 1, log=lambda _: None, **kw
+        )
+
+    model, optimizer = fresh()
+    full = run(model, optimizer)
+    full_state = copy.deepcopy(model.state_dict())
+
+    checkpoints = {}
+
+    def save(epoch, history):
+        checkpoints[epoch] = (
+            copy.deepcopy(model.state_dict()),
+            copy.deepcopy(optimizer.state_dict()),
+            history,
+        )
+
+    model, optimizer = fresh()
+    impl.train_classifier_simple(
+        model, loader, loader, optimizer, "cpu", 1, 2, 1, log=lambda _: None, on_epoch_end=save
+    )
+    model_state, optimizer_state, history = checkpoints[0]
+    model, optimizer = fresh()  # a new process: everything comes from the checkpoint
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(optimizer_state)
+    resumed = run(model, optimizer, start_epoch=1, history=history)
+    assert_equal(list(resumed[:4]), list(full[:4]), name="histories after resuming")
+    assert_equal(resumed[4], full[4], name="examples_seen after resuming")
+    for key, value in full_state.items():
+        assert_tensor_equal(model.state_dict()[key], value, name=key, why="resuming loses nothing")
+
+
+def test_plot_values_writes_a_png(impl, tmp_path):
+    path = impl.plot_values(
+        [0.0, 1.0, 2.0], [0, 40, 80], [2.1, 0.6, 0.4], [2.4, 0.7, 0.5], path=tmp_path / "loss.png"
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    with pytest.raises(ValueError, match="equally long"):
+        impl.plot_values([0.0, 1.0], [0, 40], [2.1], [2.4], path=tmp_path / "bad.png")
+
+
+# --------------------------------------------------------------------------------------------
+# §6.8: using the classifier; exercise 6.1
+# --------------------------------------------------------------------------------------------
+
+
+def biased_classifier(ref, prefer: int, **overrides) -> nn.Module:
+    """A tiny GPT whose head ignores the text and always prefers class `prefer`."""
+    model = ref.add_classification_head(tiny_gpt(ref, **overrides))
+    with torch.no_grad():
+        model.out_head.weight.zero_()
+        model.out_head.bias.copy_(torch.tensor([1.0, 0.0] if prefer == 0 else [0.0, 1.0]))
+    return model
+
+
+@pytest.mark.parametrize(("prefer", "label"), [(1, "spam"), (0, "not spam")])
+def test_classify_review_maps_class_1_to_spam(impl, ref, prefer, label):
+    model = biased_classifier(ref, prefer)
+    got = impl.classify_review("You won a prize!", model, get_tokenizer(), "cpu", max_length=12)
+    assert_equal(got, label, name="classify_review", why="label 1 is spam, 0 is not spam (§6.8)")
+
+
+def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
+    model = biased_classifier(ref, 1, context_length=16)
+    seen = []
+    model.register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))
+    tokenizer = get_tokenizer()
+    impl.classify_review("Hi there", model, tokenizer, "cpu", max_length=10)
+    expected = tokenizer.encode("Hi there") + [50256] * 8
+    assert_tensor_equal(
+        seen[-1],
+        [expected],
+        name="model input",
+        why="the text is padded with <|endoftext|> to the training length (§6.8)",
+    )
+    long_text = "spam " * 100
+    impl.classify_review(long_text, model, tokenizer, "cpu", max_length=10)
+    assert_tensor_equal(
+        seen[-1], [tokenizer.encode(long_text)[:10]], name="model input (long text)"
+    )
+    impl.classify_review(long_text, model, tokenizer, "cpu")
+    assert_equal(
+        list(seen[-1].shape),
+        [1, 16],
+        name="input shape without max_length",
+        why="a text longer than the context is cut to the model's context length",
+    )
+
+
+def test_classify_review_rejects_empty_text(impl, ref):
+    with pytest.raises(ValueError, match="empty"):
+        impl.classify_review("  ", biased_classifier(ref, 1), get_tokenizer(), "cpu", 8)
+
+
+def test_saved_classifier_reloads_with_its_padded_length(impl, ref, tmp_path):
+    model = biased_classifier(ref, 1)
+    impl.save_classifier(model, tmp_path / "clf", max_length=24)
+    loaded, meta = impl.load_classifier(tmp_path / "clf")
+    assert_equal(meta["max_length"], 24, name="meta['max_length']")
+    assert_equal(meta["num_classes"], 2, name="meta['num_classes']")
+    for key, value in model.state_dict().items():
+        assert_tensor_equal(loaded.state_dict()[key], value, name=key)
+    text = "Free entry to win cash"
+    tokenizer = get_tokenizer()
+    assert_equal(
+        ref.classify_review(text, loaded, tokenizer, "cpu", meta["max_length"]),
+        ref.classify_review(text, model, tokenizer, "cpu", 24),
+        name="label after reloading",
+    )
+
+
+def test_loading_a_missing_classifier_names_the_file(ref, tmp_path):
+    with pytest.raises(FileNotFoundError, match="review_classifier"):
+        ref.load_classifier(tmp_path)
