@@ -19,6 +19,7 @@ from reference.judge import (  # noqa: F401 - tooling you may use
     list_models,
     plot_score_histogram,
     summarize_scores,
+    tags_url,
 )
 
 

@@ -47,7 +47,7 @@ def _start_hint(model: str) -> str:
     return f"{START_HINT}, then pull the judge model with `ollama pull {model}`."
 
 
-def _tags_url(chat_url: str) -> str:
+def tags_url(chat_url: str) -> str:
     """The `/api/tags` URL (list of pulled models) of the server behind a `/api/chat` URL."""
     parts = urlsplit(chat_url)
     path = parts.path.rstrip("/")
@@ -63,7 +63,7 @@ def _model_matches(wanted: str, name: str) -> bool:
 
 def list_models(url: str = DEFAULT_URL, *, timeout: float = 10.0) -> list[str]:
     """Names of the models pulled into the Ollama server behind `url` (its `/api/tags`)."""
-    where = _tags_url(url)
+    where = tags_url(url)
     try:
         response = requests.get(where, timeout=timeout)
     except requests.RequestException as err:
@@ -94,7 +94,7 @@ def ensure_model_available(model: str = "llama3", url: str = DEFAULT_URL) -> Non
     if not any(_model_matches(model, name) for name in names):
         raise OllamaError(
             f"the judge model {model!r} is not pulled into the Ollama server at "
-            f"{_tags_url(url)} (it has: {', '.join(names) or 'no models'}). "
+            f"{tags_url(url)} (it has: {', '.join(names) or 'no models'}). "
             f"Run `ollama pull {model}`."
         )
 
