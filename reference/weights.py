@@ -335,6 +335,8 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path: str | os.PathLike, settings: Mappin
                     f"n_layer={n_layer}"
                 )
             target, keys = params["blocks"][layer], keys[1:]
+        elif keys[0] == "ln_f":
+            keys = keys[1:]  # the book keeps the final LayerNorm at params["g"], params["b"]
         for key in keys[:-1]:
             target = target.setdefault(key, {})
         target[keys[-1]] = np.array(array)
