@@ -203,7 +203,10 @@ def expected_sha256(asset: Asset) -> str | None:
         return asset.sha256.lower()
     pin = _pin_path(asset_path(asset))
     if pin.exists():
-        return pin.read_text(encoding="utf-8").split()[0].lower()
+        words = pin.read_text(encoding="utf-8").split()
+        if not words or len(words[0]) != 64:
+            raise AssetError(f"{pin} should hold the SHA-256 of {pin.stem}; delete it to re-record")
+        return words[0].lower()
     return None
 
 
@@ -408,6 +411,10 @@ def _download(url: str, dest: Path, label: str, progress: bool) -> None:
                 raise AssetError(f"HTTP {resp.status_code} {resp.reason}")
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if resp.headers.get("Content-Encoding", "identity") != "identity":
+                # The server compressed anyway: Content-Length counts compressed bytes, which
+                # urllib3 still checks for us; iter_content yields decompressed ones.
+                total = None
             with (
                 open(dest, "wb") as out,
                 tqdm(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -140,6 +141,36 @@ def test_wrong_checksum_is_an_error_and_file_deleted(home, httpserver):
     assert cache_leftovers(home) == []
 
 
+def test_body_without_content_length(home, httpserver):
+    httpserver.expect_request("/t.json").respond_with_response(Response(iter([BODY[:7], BODY[7:]])))
+    asset = Asset("t", httpserver.url_for("/t.json"), sha256=sha(BODY))
+    assert fetch(asset, progress=True).read_bytes() == BODY
+
+
+def test_gzip_despite_identity_is_decoded_not_called_truncated(home, httpserver):
+    packed = gzip.compress(BODY)
+    httpserver.expect_request("/t.json", headers={"Accept-Encoding": "identity"}).respond_with_data(
+        packed, headers={"Content-Encoding": "gzip"}
+    )
+    asset = Asset("t", httpserver.url_for("/t.json"), sha256=sha(BODY))
+    assert fetch(asset, progress=False).read_bytes() == BODY
+
+
+def test_interrupted_download_leaves_nothing(home, httpserver, monkeypatch):
+    import requests
+
+    httpserver.expect_request("/t.json").respond_with_data(BODY)
+
+    def interrupted(self, chunk_size=1, decode_unicode=False):
+        yield b"partial"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(requests.models.Response, "iter_content", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(Asset("t", httpserver.url_for("/t.json"), sha256=sha(BODY)), progress=False)
+    assert cache_leftovers(home) == []
+
+
 def test_zip_download_extracts_member(home, httpserver):
     httpserver.expect_request("/pack.zip").respond_with_data(
         zip_bytes({"readme.txt": b"x", "Data": BODY})
@@ -173,6 +204,15 @@ def test_unpinned_asset_records_hash_and_verifies_later(home, httpserver, capsys
     httpserver.clear()
     httpserver.expect_request("/alpaca.json").respond_with_data(BODY + b"changed")
     with pytest.raises(AssetError, match="checksum mismatch"):
+        fetch(asset, progress=False)
+
+
+def test_unreadable_recorded_hash_is_a_clear_error(home, httpserver):
+    home.mkdir()
+    (home / "a.json.sha256").write_text("")
+    httpserver.expect_request("/a.json").respond_with_data(BODY)
+    asset = Asset("unpinned", httpserver.url_for("/a.json"), sha256=None)
+    with pytest.raises(AssetError, match=r"a\.json\.sha256 should hold the SHA-256"):
         fetch(asset, progress=False)
 
 
