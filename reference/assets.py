@@ -320,9 +320,8 @@ def _temp_file(target: Path, name: str) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
     os.close(fd)
-    os.chmod(
-        tmp, 0o666 & ~_umask()
-    )  # mkstemp makes 0600; cached data should be readable like any file
+    # mkstemp makes 0600; cached data should get the permissions of any file the user writes.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
     finally:
