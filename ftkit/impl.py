@@ -39,7 +39,7 @@ def public_names(module: ModuleType) -> list[str]:
         name
         for name, obj in vars(module).items()
         if not name.startswith("_")
-        and (inspect.isfunction(obj) or inspect.isclass(obj))
+        and (inspect.isfunction(inspect.unwrap(obj)) or inspect.isclass(obj))  # unwrap: lru_cache
         and getattr(obj, "__module__", None) == module.__name__
     ]
     return names
