@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.impl import NotProvided
+from ftkit.progress import EXTRA_FAILED
 
 NOT_STARTED_PREFIX = "not started: "
 NOT_PROVIDED_PREFIX = "not provided: "
@@ -34,12 +35,35 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ExerciseRecorder(config), "ftkit-exercises")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """For book-code-only implementations, report the kit's extra behaviours as not provided."""
+    import importlib
+
+    impl_name = config.getoption("--impl", default="reference")
+    try:
+        book_only = getattr(importlib.import_module(impl_name), "BOOK_CODE_ONLY", False)
+    except ImportError:
+        return  # the impl fixture reports the import error where it is used
+    if not book_only:
+        return
+    skip = pytest.mark.skip(
+        reason=NOT_PROVIDED_PREFIX + f"{impl_name} is the book's code, which lacks this kit extra"
+    )
+    for item in items:
+        if item.get_closest_marker("beyond_book"):
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     impl = getattr(item, "ftkit_impl", None)
     report.ftkit_used = list(impl.used) if impl is not None else []
+    report.ftkit_extra = item.get_closest_marker("beyond_book") is not None
+    exercise = item.get_closest_marker("book_exercise")
+    if exercise is not None and exercise.args:
+        report.ftkit_used.append(f"Exercise {exercise.args[0]}")
     if call.excinfo is None or impl is None or impl.is_reference:
         return
     err = call.excinfo.value
@@ -84,6 +108,8 @@ class ExerciseRecorder:
         # A failure in setup or teardown outranks a pass in the call phase.
         if previous is None or previous[0] == "passed":
             outcome, message = _classify(report)
+            if outcome == "failed" and getattr(report, "ftkit_extra", False):
+                outcome = EXTRA_FAILED  # a kit extra (e.g. a clear error), not the book's behaviour
             self.outcomes[report.nodeid] = (outcome, message, used)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -103,7 +129,7 @@ class ExerciseRecorder:
                 if ex is None or outcome == "skipped":
                     continue
                 ex.outcomes[nodeid] = outcome
-                if outcome == "failed" and not ex.message:
+                if outcome in ("failed", EXTRA_FAILED) and not ex.message:
                     ex.message = message
         terminalreporter.section(f"ftkit: exercises of {impl_name}")
         terminalreporter.write_line(render_table(exercises))

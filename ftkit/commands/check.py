@@ -53,6 +53,8 @@ def pytest_args(
             or targets
         )
     args = [sys.executable, "-m", "pytest", *targets, "--impl", impl, "--ftkit-summary", "-q"]
+    if stage and stage.replace("-", " ").lower() == "book exercises":
+        args += ["-m", "book_exercise and not slow and not benchmark and not gpu"]
     args += ["-p", "no:cacheprovider", "--no-header"]
     if keyword:
         args += ["-k", keyword]
