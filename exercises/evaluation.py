@@ -15,8 +15,8 @@ from reference.instruction_data import format_input  # noqa: F401
 def extract_response(generated_text: str, input_text: str, style: str = "alpaca") -> str:
     """The model's answer: the text after the prompt, minus the response header, stripped (book §7.7)."""
     raise NotImplementedError(
-        "Slice generated_text after len(input_text), remove '### Response:' (or exercise 7.1's "
-        "'<|assistant|>:' for style='phi3') and strip whitespace (book §7.7)"
+        "Slice generated_text after len(input_text) (book §7.7), remove '### Response:' (or "
+        "'<|assistant|>:' for exercise 7.1's style='phi3') and strip whitespace"
     )
 
 

@@ -206,6 +206,17 @@ def query_model(
     )
 
 
+def judge_prompt(entry: dict, json_key: str) -> str:
+    """The book's scoring prompt for one entry (book §7.8)."""
+    return (
+        f"Given the input `{format_input(entry)}` "
+        f"and correct output `{entry['output']}`, "
+        f"score the model response `{entry[json_key]}`"
+        f" on a scale from 0 to 100, where 100 is the best score. "
+        f"Respond with the integer number only."
+    )
+
+
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _SCALE = re.compile(r"\b0\s*(?:-|–|to)\s*100\b", re.I)
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
@@ -245,17 +256,6 @@ def parse_score(text: str) -> int | None:
     if not math.isfinite(value) or not 0 <= value <= 100:
         return None
     return int(math.floor(value + 0.5))
-
-
-def judge_prompt(entry: dict, json_key: str) -> str:
-    """The book's scoring prompt for one entry (book §7.8)."""
-    return (
-        f"Given the input `{format_input(entry)}` "
-        f"and correct output `{entry['output']}`, "
-        f"score the model response `{entry[json_key]}`"
-        f" on a scale from 0 to 100, where 100 is the best score. "
-        f"Respond with the integer number only."
-    )
 
 
 def _entry_id(entry: dict, json_key: str) -> str:

@@ -257,8 +257,8 @@ def test_crash_mid_run_then_resume_loses_and_repeats_nothing(impl, responses, tm
             impl.generate_model_scores(
                 responses, "model_response", url=fake.url, scores_path=path, progress=False
             )
-        except NotImplementedError:
-            raise
+        except (NotImplementedError, TypeError):
+            raise  # not started, or a signature problem: not the crash this test stages
         except Exception:  # any crash will do: what matters is what the file kept
             pass
         else:
