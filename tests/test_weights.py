@@ -68,8 +68,8 @@ def arrays():
 
 
 @pytest.fixture(scope="module")
-def checkpoint_files(tmp_path_factory, arrays) -> dict[str, bytes]:
-    """The seven files of a GPT-2 size, for the tiny model (TensorFlow imported once, here)."""
+def checkpoint_dir(tmp_path_factory, arrays):
+    """A folder with the seven files of a GPT-2 size, for the tiny model (TensorFlow imported once, here)."""
     tf = pytest.importorskip("tensorflow", reason="needs the tf extra")
     folder = tmp_path_factory.mktemp("openai")
     names = sorted(arrays)
@@ -79,17 +79,20 @@ def checkpoint_files(tmp_path_factory, arrays) -> dict[str, bytes]:
         shape_and_slices=[""] * len(names),
         tensors=[tf.constant(arrays[n]) for n in names],
     )
-    files = {
-        "checkpoint": b'model_checkpoint_path: "model.ckpt"\n'
-        b'all_model_checkpoint_paths: "model.ckpt"\n',
-        "hparams.json": json.dumps(SETTINGS).encode(),
-        "encoder.json": b'{"!": 0}',  # the tokenizer files are not read by the weights path
-        "vocab.bpe": b"#version: 0.2\n",
-        "model.ckpt.meta": b"graph definition, not needed to read the variables",
-        "model.ckpt.index": (folder / "model.ckpt.index").read_bytes(),
-        "model.ckpt.data-00000-of-00001": (folder / "model.ckpt.data-00000-of-00001").read_bytes(),
-    }
-    assert set(files) == set(weights.GPT2_FILES)
+    (folder / "checkpoint").write_text(
+        'model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n'
+    )
+    (folder / "hparams.json").write_text(json.dumps(SETTINGS))
+    (folder / "encoder.json").write_text('{"!": 0}')  # tokenizer files: not read by this path
+    (folder / "vocab.bpe").write_text("#version: 0.2\n")
+    (folder / "model.ckpt.meta").write_text("graph definition, not needed to read variables")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint_files(checkpoint_dir) -> dict[str, bytes]:
+    files = {name: (checkpoint_dir / name).read_bytes() for name in weights.GPT2_FILES}
+    assert all(files.values())
     return files
 
 
@@ -217,15 +220,28 @@ def book_params(arrays):
     return params
 
 
-def test_shape_mismatch_names_the_tensor(impl, ref, arrays):
+def test_shape_mismatch_is_a_value_error(impl, ref, arrays):
+    gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
+    with pytest.raises(ValueError):  # the book's assign raises ValueError on a shape mismatch
+        impl.load_weights_into_gpt(gpt, book_params(arrays))
+
+
+def test_shape_mismatch_names_the_tensor_and_both_shapes(ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
     with pytest.raises(ValueError, match=rf"pos_emb\.weight.*\({2 * CTX}, {D}\).*\({CTX}, {D}\)"):
-        impl.load_weights_into_gpt(gpt, book_params(arrays))
+        weights.load_weights_into_gpt(gpt, book_params(arrays))
 
     params = book_params(arrays)
     params["blocks"][1]["mlp"]["c_fc"]["w"] = np.zeros((D, 2 * D), np.float32)
     with pytest.raises(ValueError, match=r"trf_blocks\.1\.ff\.layers\.0\.weight"):
-        impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
+        weights.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
+
+
+def test_missing_param_names_its_path(ref, arrays):
+    params = book_params(arrays)
+    del params["blocks"][0]["ln_2"]["g"]
+    with pytest.raises(ValueError, match=r"params\['blocks'\]\[0\]\['ln_2'\]\['g'\] is missing"):
+        weights.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
 
 
 def test_block_count_mismatch_says_which_config(ref, arrays):
@@ -266,3 +282,22 @@ def test_cli_fetch_unknown_size_and_unreachable_server(served, tmp_path, capsys,
     assert ftkit_main(["weights", "fetch", "124M", "--dir", str(tmp_path), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "/gone/124M/checkpoint" in err and "rerun" in err
+
+
+def test_tf_reader_matches_the_books_package(checkpoint_dir):
+    book = pytest.importorskip("llms_from_scratch.ch05", reason="needs the book extra")
+    ours = weights.load_gpt2_params_from_tf_ckpt(checkpoint_dir / "model.ckpt", SETTINGS)
+    theirs = book.load_gpt2_params_from_tf_ckpt(str(checkpoint_dir / "model.ckpt"), SETTINGS)
+
+    def flat(tree, prefix=""):
+        items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+        for key, value in items:
+            if isinstance(value, dict | list):
+                yield from flat(value, f"{prefix}{key}/")
+            else:
+                yield f"{prefix}{key}", value
+
+    ours, theirs = dict(flat(ours)), dict(flat(theirs))
+    assert sorted(ours) == sorted(theirs)
+    for key, value in theirs.items():
+        assert_tensor_equal(torch.from_numpy(ours[key]), torch.from_numpy(value), name=key)

@@ -1,0 +1,74 @@
+"""Shared fixtures for tests that need OpenAI's pretrained GPT-2 weights (marker `weights`).
+
+`pretrained_gpt2("124M")` gives the reference GPTModel with OpenAI's weights loaded
+(book §5.5), in eval mode, built once per size per session: do not train it in
+place (`copy.deepcopy` it first). `gpt2_params("124M")` gives `(settings, params)`
+as `download_and_load_gpt2` returns them, for tests of a learner's
+`load_weights_into_gpt`. Where the weights are not cached and cannot be
+downloaded (offline, no network), both skip with instructions.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+APPROX_DOWNLOAD = {"124M": "~500 MB", "355M": "~1.4 GB", "774M": "~3.1 GB", "1558M": "~6.2 GB"}
+
+
+def _missing_weights_message(size: str, reason: str) -> str:
+    from reference.weights import gpt2_dir
+
+    return (
+        f"GPT-2 {size} weights not found in {gpt2_dir(size)}; on a machine with internet run "
+        f"`ftkit weights fetch {size}` ({APPROX_DOWNLOAD.get(size, 'large')}), then "
+        f"`pytest -m weights` ({reason})"
+    )
+
+
+def _load_params(size: str):
+    """`download_and_load_gpt2(size)`, skipping the test when the files cannot be had."""
+    from reference.assets import AssetError
+    from reference.weights import GPT2_FILES, cached_gpt2_files, download_and_load_gpt2
+
+    was_cached = len(cached_gpt2_files(size)) == len(GPT2_FILES)
+    try:
+        return download_and_load_gpt2(size)
+    except AssetError as err:
+        if was_cached:
+            raise  # the files are there but fail verification: an error, not a skip
+        first_line = str(err).splitlines()[0]
+        pytest.skip(_missing_weights_message(size, first_line))
+    except ImportError as err:  # TensorFlow missing: the checkpoint cannot be read
+        pytest.skip(f"GPT-2 {size} weights need TensorFlow to read: {err}")
+
+
+@pytest.fixture(scope="session")
+def gpt2_params():
+    """Factory: `gpt2_params("355M") -> (settings, params)`, cached per size for the session."""
+    cache: dict[str, tuple] = {}
+
+    def get(size: str = "124M"):
+        if size not in cache:
+            cache[size] = _load_params(size)
+        return cache[size]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def pretrained_gpt2(gpt2_params):
+    """Factory: `pretrained_gpt2("124M") -> GPTModel` (reference, OpenAI weights, eval), cached per size."""
+    from reference.model import GPTModel, get_config
+    from reference.weights import load_weights_into_gpt
+
+    cache: dict = {}
+
+    def get(size: str = "124M"):
+        if size not in cache:
+            _settings, params = gpt2_params(size)
+            model = GPTModel(get_config(size))
+            load_weights_into_gpt(model, params)
+            cache[size] = model.eval()
+        return cache[size]
+
+    return get
