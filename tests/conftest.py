@@ -5,7 +5,8 @@
 place (`copy.deepcopy` it first). `gpt2_params("124M")` gives `(settings, params)`
 as `download_and_load_gpt2` returns them, for tests of a learner's
 `load_weights_into_gpt`. Where the weights are not cached and cannot be
-downloaded (offline, no network), both skip with instructions.
+downloaded (offline, no network, or a run not selecting `-m weights`), both
+skip with instructions.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ def _missing_weights_message(size: str, reason: str) -> str:
     )
 
 
-def _load_params(size: str):
+def _load_params(size: str, may_download: bool):
     """`download_and_load_gpt2(size)`, skipping the test when the files cannot be had."""
     from reference.assets import AssetError
     from reference.weights import GPT2_FILES, cached_gpt2_files, download_and_load_gpt2
 
     was_cached = len(cached_gpt2_files(size)) == len(GPT2_FILES)
+    if not was_cached and not may_download:
+        pytest.skip(_missing_weights_message(size, "a plain `pytest` run never downloads them"))
     try:
         return download_and_load_gpt2(size)
     except AssetError as err:
@@ -43,13 +46,18 @@ def _load_params(size: str):
 
 
 @pytest.fixture(scope="session")
-def gpt2_params():
-    """Factory: `gpt2_params("355M") -> (settings, params)`, cached per size for the session."""
+def gpt2_params(request: pytest.FixtureRequest):
+    """Factory: `gpt2_params("355M") -> (settings, params)`, cached per size for the session.
+
+    Missing files are downloaded only when the run asks for weights tests by marker
+    (`pytest -m weights`), so a default run never pulls gigabytes unasked.
+    """
+    may_download = "weights" in (request.config.getoption("markexpr", "") or "")
     cache: dict[str, tuple] = {}
 
     def get(size: str = "124M"):
         if size not in cache:
-            cache[size] = _load_params(size)
+            cache[size] = _load_params(size, may_download)
         return cache[size]
 
     return get
