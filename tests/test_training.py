@@ -1,0 +1,334 @@
+"""Next-token loss and the training loop (book §5.1-5.2, §7.6) on a tiny model and real instruction batches.
+
+The loss functions are compared with the book's own package; the loop is checked
+for the book's printed format, for learning at all, for determinism, and for a
+resumed run reproducing an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from functools import partial
+
+import pytest
+import torch
+from llms_from_scratch import ch05 as book5
+from torch.utils.data import DataLoader
+
+from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from reference.tokenizer import get_tokenizer
+
+MAX_LEN = 24  # truncate instruction examples: enough text to learn from, fast on CPU
+LOG_LINE = re.compile(
+    r"^Ep (\d+) \(Step (\d{6})\): Train loss (\d+\.\d{3}), Val loss (\d+\.\d{3})$"
+)
+START = "Below is an instruction"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return get_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def datasets(ref, tokenizer):
+    """The first instruction entries of the book's data set (§7.2), tokenized (§7.3)."""
+    data = ref.load_instruction_data()
+    return ref.InstructionDataset(data[:30], tokenizer), ref.InstructionDataset(
+        data[-8:], tokenizer
+    )
+
+
+def loader(ref, dataset, batch_size: int = 4, shuffle: bool = False, n: int | None = None):
+    items = [dataset[i] for i in range(len(dataset) if n is None else n)]
+    return DataLoader(
+        items,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        collate_fn=partial(ref.custom_collate_fn, allowed_max_length=MAX_LEN),
+    )
+
+
+def tiny_model(ref, seed: int = 123, drop_rate: float = 0.1):
+    """A 1-layer GPT with GPT-2's vocabulary (real token ids), small enough to train in a blink."""
+    torch.manual_seed(seed)
+    cfg = ref.get_config(
+        "tiny", emb_dim=16, n_layers=1, n_heads=2, context_length=32, drop_rate=drop_rate
+    )
+    return ref.GPTModel(cfg)
+
+
+def first_batch(ref, datasets):
+    return next(iter(loader(ref, datasets[0])))
+
+
+# --- §5.1: the loss ----------------------------------------------------------------------
+
+
+def test_untrained_loss_is_near_log_vocabulary_size(impl, ref, datasets, golden):
+    g = golden("training")
+    model = tiny_model(ref).eval()
+    loss = impl.calc_loss_loader(loader(ref, datasets[0]), model, "cpu", num_batches=2)
+    assert_close(
+        loss,
+        math.log(g["vocab_size"]),
+        name="untrained loss",
+        atol=0.5,
+        why="a random model spreads probability ~evenly over 50,257 tokens: loss ~ ln(50257) = "
+        f"10.82 (the book's untrained 124M model gives {g['untrained_train_loss_124m']}, §5.1)",
+    )
+
+
+def test_calc_loss_batch_equals_the_book_packages(impl, ref, datasets):
+    model = tiny_model(ref).eval()
+    inputs, targets = first_batch(ref, datasets)
+    with torch.no_grad():
+        ours = impl.calc_loss_batch(inputs, targets, model, "cpu")
+        theirs = book5.calc_loss_batch(inputs, targets, model, "cpu")
+    assert_tensor_equal(
+        ours,
+        theirs,
+        name="loss",
+        why="mean cross-entropy over all (batch, token) positions (§5.1)",
+    )
+
+
+def test_calc_loss_loader_equals_the_book_packages(impl, ref, datasets):
+    model = tiny_model(ref).eval()
+    data = loader(ref, datasets[0])
+    with torch.no_grad():
+        theirs = book5.calc_loss_loader(data, model, "cpu", num_batches=3)
+    assert_close(
+        impl.calc_loss_loader(data, model, "cpu", num_batches=3),
+        theirs,
+        name="loader loss",
+        atol=1e-6,
+        why="the mean of the first num_batches batch losses (§5.1)",
+    )
+
+
+def test_calc_loss_batch_ignores_targets_of_minus_100(impl, ref, datasets):
+    model = tiny_model(ref).eval()
+    inputs, targets = first_batch(ref, datasets)
+    masked = torch.full_like(targets, -100)
+    masked[0, 5] = targets[0, 5]
+    with torch.no_grad():
+        logits = model(inputs)
+        loss = impl.calc_loss_batch(inputs, masked, model, "cpu")
+    expected = torch.nn.functional.cross_entropy(logits[0, 5:6], targets[0, 5:6])
+    assert_tensor_equal(
+        loss,
+        expected,
+        name="loss with one unmasked target",
+        atol=1e-6,
+        why="cross_entropy skips targets equal to its ignore_index -100: padding and masked "
+        "prompts do not count (§7.3)",
+    )
+
+
+def test_calc_loss_loader_of_an_empty_loader_is_nan(impl, ref):
+    model = tiny_model(ref)
+    loss = impl.calc_loss_loader(DataLoader([]), model, "cpu")
+    assert math.isnan(loss), f"an empty loader should give nan, as the book's (§5.1); got {loss}"
+
+
+def test_num_batches_is_capped_at_the_loader_length(impl, ref, datasets):
+    model = tiny_model(ref).eval()
+    data = loader(ref, datasets[1])  # 2 batches
+    assert_close(
+        impl.calc_loss_loader(data, model, "cpu", num_batches=100),
+        impl.calc_loss_loader(data, model, "cpu"),
+        name="loss with num_batches=100",
+        atol=1e-6,
+        why="num_batches larger than the loader means all batches (§5.1)",
+    )
+
+
+def test_evaluate_model_scores_without_dropout_and_restores_training_mode(impl, ref, datasets):
+    model = tiny_model(ref, drop_rate=0.5).train()
+    train, val = loader(ref, datasets[0]), loader(ref, datasets[1])
+    first = impl.evaluate_model(model, train, val, "cpu", eval_iter=1)
+    second = impl.evaluate_model(model, train, val, "cpu", eval_iter=1)
+    assert_equal(first, second, name="(train loss, val loss)", why="eval mode: no dropout (§5.2)")
+    assert model.training, "evaluate_model must put the model back into training mode (§5.2)"
+
+
+# --- §5.2: the loop -----------------------------------------------------------------------
+
+
+def run(impl, ref, datasets, tokenizer, num_epochs, **extras):
+    """Train the tiny model (seed 123, dropout on, shuffled batches) with AdamW as §5.2 does."""
+    model = tiny_model(ref)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
+    torch.manual_seed(123)
+    train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
+    losses = impl.train_model_simple(
+        model, train, val, optimizer, "cpu", num_epochs, 1, 1, START, tokenizer, **extras
+    )
+    return model, optimizer, train, val, losses
+
+
+def test_a_few_steps_lower_the_loss(impl, ref, datasets, tokenizer):
+    model = tiny_model(ref)
+    # 10x the book's lr 5e-4: a 16-wide 1-layer model needs bigger steps to move in 15 of them.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.1)
+    torch.manual_seed(123)
+    train = loader(ref, datasets[0], batch_size=2, shuffle=True)  # 15 batches
+    val = loader(ref, datasets[1])
+    before = ref.calc_loss_loader(train, model.eval(), "cpu")
+    train_losses, _, tokens = impl.train_model_simple(
+        model, train, val, optimizer, "cpu", 1, 7, 1, START, tokenizer
+    )
+    after = ref.calc_loss_loader(train, model.eval(), "cpu")
+    assert after < before - 1.0, (
+        f"15 AdamW steps (lr 5e-3) should lower the training loss by more than 1.0; "
+        f"before {before:.3f}, after {after:.3f} (§5.2)"
+    )
+    assert_equal(len(train_losses), 3, name="evaluations at steps 0, 7, 14 (eval_freq=7)")
+    assert tokens == sorted(tokens) and tokens[0] > 0, f"tokens seen must grow: {tokens}"
+
+
+def test_train_model_simple_prints_the_books_lines(impl, ref, datasets, tokenizer, golden, capsys):
+    g = golden("training")
+    assert LOG_LINE.match(g["first_log_line"]), "the pattern must match the book's own line"
+    _, _, train, _, (train_losses, val_losses, _) = run(impl, ref, datasets, tokenizer, 1)
+    lines = capsys.readouterr().out.splitlines()
+    logs = [line for line in lines if line.startswith("Ep ")]
+    assert_equal(len(logs), len(train_losses), name="number of 'Ep ...' lines")
+    for i, line in enumerate(logs):
+        match = LOG_LINE.match(line)
+        assert match, f"line {line!r} is not in the book's format, e.g. {g['first_log_line']!r}"
+        assert_equal(
+            match.groups(),
+            ("1", f"{i:06d}", f"{train_losses[i]:.3f}", f"{val_losses[i]:.3f}"),
+            name=f"log line {i}",
+            why="f'Ep {epoch+1} (Step {global_step:06d}): Train loss {train_loss:.3f}, "
+            "Val loss {val_loss:.3f}' every eval_freq steps from step 0 (§5.2)",
+        )
+    samples = [line for line in lines if not line.startswith("Ep ")]
+    assert len(samples) == 1 and samples[0].startswith(START), (
+        f"after the epoch one sample line continuing {START!r} is printed (§5.2); got {samples}"
+    )
+
+
+def test_resumed_run_reproduces_an_uninterrupted_one(impl, ref, datasets, tokenizer, capsys):
+    full = run(impl, ref, datasets, tokenizer, 2, progress=True)[-1]
+    assert "training" in capsys.readouterr().err, "progress=True shows a tqdm bar on stderr"
+
+    # "Interrupted" after epoch 1: train 1 of 2 epochs, checkpointing at its end.
+    model = tiny_model(ref)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
+    saved = {}
+
+    def checkpoint(epoch, history):
+        saved.update(
+            epoch=epoch,
+            history=history,
+            model=copy.deepcopy(model.state_dict()),
+            optimizer=copy.deepcopy(optimizer.state_dict()),
+            rng=torch.get_rng_state(),
+        )
+
+    torch.manual_seed(123)
+    train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
+    part1 = impl.train_model_simple(
+        model, train, val, optimizer, "cpu", 1, 1, 1, START, tokenizer, on_epoch_end=checkpoint
+    )
+    assert_equal(saved["epoch"], 0, name="epoch passed to on_epoch_end")
+    assert_equal(
+        list(part1),
+        [lst[: len(part1[0])] for lst in full],
+        name="epoch 1 of two runs under the same seed",
+        why="training is deterministic under torch.manual_seed (and the progress bar of the "
+        "first run changes nothing)",
+    )
+
+    # Fresh objects restored from the checkpoint, then the remaining epoch.
+    model = tiny_model(ref, seed=999)
+    model.load_state_dict(saved["model"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"])
+    resumed = impl.train_model_simple(
+        model,
+        train,
+        val,
+        optimizer,
+        "cpu",
+        2,
+        1,
+        1,
+        START,
+        tokenizer,
+        start_epoch=1,
+        history=saved["history"],
+    )
+    assert_equal(
+        list(resumed),
+        list(full),
+        name="(train_losses, val_losses, track_tokens_seen) resumed vs uninterrupted",
+        why="model, optimizer and RNG state plus the history are all a run depends on",
+    )
+
+
+# --- §5.1: the plot -----------------------------------------------------------------------
+
+
+def test_plot_losses_writes_a_png(impl, tmp_path):
+    path = impl.plot_losses(
+        [0.0, 0.5, 1.0], [0, 100, 200], [10.9, 9.0, 8.1], [10.9, 9.5, 9.0], path=tmp_path / "l.png"
+    )
+    assert_equal(str(path), str(tmp_path / "l.png"), name="returned path")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "the plot must be a PNG file"
+    assert not [p for p in tmp_path.iterdir() if p.name != "l.png"], "temporary files left behind"
+
+
+# --- the kit's guarantees: clear errors ---------------------------------------------------
+
+
+def test_mismatched_batches_are_a_clear_error(ref, datasets):
+    inputs, targets = first_batch(ref, datasets)
+    with pytest.raises(ValueError, match="same \\(batch, tokens\\) shape"):
+        ref.calc_loss_batch(inputs, targets[:, :-1], tiny_model(ref), "cpu")
+
+
+def test_empty_training_loader_is_a_clear_error(ref, datasets, tokenizer):
+    model = tiny_model(ref)
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match="training loader has no batches"):
+        ref.train_model_simple(
+            model, DataLoader([]), DataLoader([]), optimizer, "cpu", 1, 1, 1, START, tokenizer
+        )
+
+
+def test_incomplete_history_names_the_missing_keys(ref, datasets, tokenizer):
+    model = tiny_model(ref)
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match="global_step"):
+        ref.train_model_simple(
+            model,
+            loader(ref, datasets[0]),
+            loader(ref, datasets[1]),
+            optimizer,
+            "cpu",
+            2,
+            1,
+            1,
+            START,
+            tokenizer,
+            start_epoch=1,
+            history={
+                "train_losses": [],
+                "val_losses": [],
+                "track_tokens_seen": [],
+                "tokens_seen": 0,
+            },
+        )
+
+
+def test_plot_losses_rejects_unequal_lengths(ref, tmp_path):
+    with pytest.raises(ValueError, match="equally long"):
+        ref.plot_losses([0, 1], [0, 10], [1.0], [1.0, 2.0], path=tmp_path / "x.png")
