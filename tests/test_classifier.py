@@ -432,3 +432,74 @@ def test_saved_classifier_reloads_with_its_padded_length(impl, ref, tmp_path):
 def test_loading_a_missing_classifier_names_the_file(ref, tmp_path):
     with pytest.raises(FileNotFoundError, match="review_classifier"):
         ref.load_classifier(tmp_path)
+
+
+def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
+    csv = tmp_path / "train.csv"
+    rows = [(1, text) for text in SPAM] + [(0, text) for text in HAM] * 3  # 9 texts
+    csv.write_text("Label,Text\n" + "".join(f'{label},"{text}"\n' for label, text in rows))
+    dataset = ref.SpamDataset(csv, get_tokenizer(), max_length=1024)
+    inputs, targets = next(iter(DataLoader(dataset, batch_size=8)))
+    assert_equal(
+        list(inputs.shape),
+        golden("classifier")["exercise_6_1_padded_batch_shape"],
+        name="padded batch shape",
+        why="exercise 6.1 pads every text to the model's 1024-token context",
+    )
+    model = ref.add_classification_head(tiny_gpt(ref, context_length=1024))
+    loss = impl.calc_loss_batch_classifier(inputs, targets, model, "cpu")
+    assert torch.isfinite(loss), "the classifier must handle texts padded to the full context"
+    accuracy = impl.calc_accuracy_loader(DataLoader(dataset, batch_size=8), model, "cpu")
+    assert 0.0 <= accuracy <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# With OpenAI's GPT-2 124M weights (book values)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.weights
+def test_head_outputs_for_do_you_have_time_match_the_book(impl, golden, pretrained_gpt2):
+    model = impl.add_classification_head(copy.deepcopy(pretrained_gpt2("124M")))
+    inputs = torch.tensor([get_tokenizer().encode("Do you have time")])
+    with torch.no_grad():
+        outputs = model(inputs)
+    assert_tensor_equal(
+        outputs[0],
+        golden("classifier")["head_outputs_124m"],
+        name="outputs[0]",
+        atol=1e-3,
+        why="GPT-2 124M with the seed-123 head prints these logits (§6.5)",
+    )
+
+
+@pytest.mark.weights
+@pytest.mark.slow
+def test_five_epoch_run_reaches_the_book_accuracies(impl, ref, golden, pretrained_gpt2, tmp_path):
+    hp = golden("classifier")["hyperparameters"]
+    paths = ref.prepare_spam_splits(tmp_path)
+    train_loader, val_loader, test_loader = ref.create_spam_loaders(
+        paths["train"], paths["validation"], paths["test"], get_tokenizer(), batch_size=8
+    )
+    model = ref.add_classification_head(copy.deepcopy(pretrained_gpt2("124M")))
+    torch.manual_seed(hp["seed"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    impl.train_classifier_simple(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        "cpu",
+        num_epochs=hp["num_epochs"],
+        eval_freq=hp["eval_freq"],
+        eval_iter=hp["eval_iter"],
+    )
+    book = golden("classifier")["final_accuracy_percent"]
+    for name, loader in (("train", train_loader), ("val", val_loader), ("test", test_loader)):
+        assert_close(
+            100 * ref.calc_accuracy_loader(loader, model, "cpu"),
+            book[name],
+            name=f"{name} accuracy (%)",
+            atol=2.0,
+            why="the book's 5-epoch fine-tuning of GPT-2 124M (§6.7)",
+        )

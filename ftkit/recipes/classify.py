@@ -94,10 +94,18 @@ class _EpochProgress:
     def __iter__(self):
         if not (self.enabled and self.model.training):
             return iter(self.loader)
+        self.epoch += 1
+        return self._with_bar()
+
+    def _with_bar(self):
         from tqdm.auto import tqdm
 
-        self.epoch += 1
-        return iter(tqdm(self.loader, desc=f"epoch {self.epoch}", unit="batch", leave=False))
+        # A bar updated by hand: wrapping the loader in tqdm() changes the order of its
+        # random draws, so the shuffle would differ from a run without a bar.
+        with tqdm(total=len(self.loader), desc=f"epoch {self.epoch}", unit="batch") as bar:
+            for batch in self.loader:
+                yield batch
+                bar.update()
 
 
 def _load_checkpoint(path: Path, settings: dict) -> dict:
