@@ -70,9 +70,16 @@ def test_alpaca_format_batches_are_cut_to_512_tokens():
     )
 
 
+@pytest.mark.slow
 def test_finetune_on_an_alpaca_format_file(alpaca_file, tmp_path):
     result = recipe.finetune(
-        tmp_path / "out", model="tiny", dataset=str(alpaca_file), epochs=1, device="cpu", say=quiet
+        tmp_path / "out",
+        model="tiny",
+        dataset=str(alpaca_file),
+        epochs=1,
+        batch_size=4,
+        device="cpu",
+        say=quiet,
     )
     record = json.loads(result["paths"]["config"].read_text())
     assert_equal(

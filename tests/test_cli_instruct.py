@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+from contextlib import redirect_stdout
 
 import pytest
 
@@ -12,6 +14,7 @@ from ftkit.cli import main
 from tests.fake_ollama import running_fake_ollama
 
 QUICK = ["--model", "tiny", "--epochs", "1", "--limit", "10", "--device", "cpu"]
+SHORT = ["--max-new-tokens", "16"]  # a random-init model's answers: keep them short
 
 
 def closed_port_url() -> str:
@@ -22,29 +25,38 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/api/chat"
 
 
-def test_instruct_all_runs_the_whole_chain(tmp_path, capsys):
-    with running_fake_ollama(answer="Score: 42") as fake:
-        code = main(["instruct", "all", *QUICK, "--out", str(tmp_path), "--judge-url", fake.url])
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """`ftkit instruct all` on tiny, judged by a fake Ollama: (out dir, exit code, stdout, prompts)."""
+    out = tmp_path_factory.mktemp("chain")
+    printed = io.StringIO()
+    with running_fake_ollama(answer="Score: 42") as fake, redirect_stdout(printed):
+        code = main(["instruct", "all", *QUICK, *SHORT, "--out", str(out), "--judge-url", fake.url])
         prompts = fake.prompts()
-    out = capsys.readouterr().out
-    assert code == 0, out
+    return out, code, printed.getvalue(), prompts
+
+
+def test_instruct_all_runs_the_whole_chain(chain):
+    out, code, printed, prompts = chain
+    assert code == 0, printed
     for name in ("tiny-sft.pth", "tiny-sft.json", "tiny-sft-losses.png", "scores-histogram.png"):
-        assert (tmp_path / name).is_file(), f"`instruct all` should write {name}"
-    responses = json.loads((tmp_path / "instruction-data-with-response.json").read_text())
+        assert (out / name).is_file(), f"`instruct all` should write {name}"
+    responses = json.loads((out / "instruction-data-with-response.json").read_text())
     assert_equal(len(responses), 1, name="test entries for --limit 10 (10 % of 10)")
     assert "model_response" in responses[0], "respond adds each entry's model_response"
     assert_equal(len(prompts), 1, name="judge queries (one per test entry)")
-    assert "Number of scores: 1 of 1" in out and "Average score: 42.00" in out, out
+    assert "Number of scores: 1 of 1" in printed and "Average score: 42.00" in printed, printed
 
 
-def test_instruct_all_skips_the_judge_when_ollama_is_not_running(tmp_path, capsys):
-    code = main(
-        ["instruct", "all", *QUICK, "--out", str(tmp_path), "--judge-url", closed_port_url()]
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "Skipping the judge step" in out and "ollama serve" in out, out
-    assert (tmp_path / "instruction-data-with-response.json").is_file()
+def test_rerun_resumes_everything_and_skips_the_judge_without_ollama(chain, capsys):
+    out, _, _, _ = chain
+    args = ["instruct", "all", *QUICK, *SHORT, "--resume", "--out", str(out)]
+    code = main([*args, "--judge-url", closed_port_url()])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "nothing to train" in printed, "a finished run resumed has nothing left to train"
+    assert "Skipping the judge step" in printed and "ollama serve" in printed, printed
+    assert "Ep 1" not in printed, "no training step may run again"
 
 
 def test_instruct_judge_alone_fails_clearly_without_ollama(tmp_path, capsys):

@@ -18,8 +18,15 @@ from reference.collate import IGNORE_INDEX
 from reference.instruction_data import format_input, load_instruction_data, split_data
 from reference.tokenizer import get_tokenizer
 
-LIMIT = 20  # 17 train entries: 2 batches of 8 per epoch; 1 test, 2 validation entries
-QUICK = {"model": "tiny", "limit": LIMIT, "device": "cpu"}
+LIMIT = 10  # 8 train entries, 1 test, 1 validation
+# Batches of 2 cut to 64 tokens: 4 quick steps per epoch, so epoch 2 holds an evaluation (step 5).
+QUICK = {
+    "model": "tiny",
+    "limit": LIMIT,
+    "batch_size": 2,
+    "allowed_max_length": 64,
+    "device": "cpu",
+}
 
 
 def quiet(*_args) -> None:
@@ -39,32 +46,39 @@ def test_model_file_name_is_the_books():
         recipe.model_file_name("gpt5")
 
 
-def test_finetune_writes_model_config_plot_and_prints_initial_losses_first(tmp_path):
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """One uninterrupted 2-epoch run on tiny, shared by the tests that only read it."""
     lines: list[str] = []
-    result = recipe.finetune(tmp_path, epochs=1, say=lines.append, **QUICK)
+    out = tmp_path_factory.mktemp("whole")
+    return recipe.finetune(out, epochs=2, say=lines.append, **QUICK), lines
+
+
+def test_finetune_writes_model_config_plot_and_prints_initial_losses_first(whole_run):
+    result, lines = whole_run
     paths = result["paths"]
     for key in ("model", "config", "checkpoint", "plot"):
         assert paths[key].is_file(), f"finetune should write its {key} file {paths[key]}"
     record = json.loads(paths["config"].read_text())
     assert_equal(record["config"], recipe.get_config("tiny"), name="saved model config")
     assert_equal(
-        (record["style"], record["mask_instruction"], record["limit"]),
-        ("alpaca", False, LIMIT),
-        name="saved (style, mask_instruction, limit)",
+        (record["style"], record["mask_instruction"], record["limit"], record["epochs"]),
+        ("alpaca", False, LIMIT, 2),
+        name="saved (style, mask_instruction, limit, epochs)",
     )
     reloaded = recipe.GPTModel(record["config"])
     reloaded.load_state_dict(torch.load(paths["model"], weights_only=True))  # strict: all keys
     warned = [line for line in lines if "randomly initialised" in line]
     assert warned, "a tiny (random-init) run must say loudly that it is not GPT-2"
-    first_losses = [line.split(":")[0] for line in lines if line.endswith(tuple("0123456789"))]
-    assert first_losses[:2] == ["Training loss", "Validation loss"], (
+    losses = [line.split(":")[0] for line in lines if " loss: " in line]
+    assert losses[:2] == ["Training loss", "Validation loss"], (
         f"the initial losses are printed first, as the book's §7.6; got lines {lines}"
     )
+    assert len(result["history"]["val_losses"]) == 2, "evaluations at steps 0 and 5"
 
 
-def test_resume_after_an_interruption_gives_the_same_losses(tmp_path, monkeypatch):
-    whole = recipe.finetune(tmp_path / "whole", epochs=2, say=quiet, **QUICK)
-
+def test_resume_after_an_interruption_gives_the_same_losses(whole_run, tmp_path, monkeypatch):
+    whole, _ = whole_run
     real_save = recipe.save_checkpoint
 
     def save_then_interrupt(path, *, epoch, **kwargs):
@@ -74,10 +88,13 @@ def test_resume_after_an_interruption_gives_the_same_losses(tmp_path, monkeypatc
 
     monkeypatch.setattr(recipe, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        recipe.finetune(tmp_path / "split", epochs=2, say=quiet, **QUICK)
+        recipe.finetune(tmp_path, epochs=2, say=quiet, **QUICK)
     monkeypatch.setattr(recipe, "save_checkpoint", real_save)
-    resumed = recipe.finetune(tmp_path / "split", epochs=2, resume=True, say=quiet, **QUICK)
 
+    with pytest.raises(ValueError, match=r"style: checkpoint 'alpaca' vs now 'phi3'"):
+        recipe.finetune(tmp_path, epochs=2, resume=True, say=quiet, **{**QUICK, "style": "phi3"})
+
+    resumed = recipe.finetune(tmp_path, epochs=2, resume=True, say=quiet, **QUICK)
     for key in ("train_losses", "val_losses", "track_tokens_seen"):
         assert_equal(
             resumed["history"][key],
@@ -89,12 +106,6 @@ def test_resume_after_an_interruption_gives_the_same_losses(tmp_path, monkeypatc
     b = torch.load(resumed["paths"]["model"], weights_only=True)
     for name in a:
         assert_tensor_equal(b[name], a[name], name=name, why="resumed training ends identical")
-
-
-def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
-    recipe.finetune(tmp_path, epochs=1, say=quiet, **QUICK)
-    with pytest.raises(ValueError, match=r"style: checkpoint 'alpaca' vs now 'phi3'"):
-        recipe.finetune(tmp_path, epochs=2, resume=True, style="phi3", say=quiet, **QUICK)
 
 
 def first_train_batch(style="alpaca", mask_instruction=False, allowed_max_length=1024, data=None):

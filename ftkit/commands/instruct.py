@@ -77,8 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-new-tokens",
         type=int,
-        default=256,
-        help="response length limit when generating (book: 256)",
+        default=None,
+        help="response length limit when generating (book: 256; 32 for the random-init tiny "
+        "model, whose answers are gibberish anyway)",
     )
     parser.add_argument(
         "--judge-url",
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 resume=args.resume,
             )
         if args.action in ("respond", "all"):
+            if args.max_new_tokens is None:
+                args.max_new_tokens = 32 if args.model == "tiny" else 256
             recipe.respond(
                 args.out,
                 model=args.model,
@@ -123,10 +126,9 @@ def run(args: argparse.Namespace) -> int:
                     return 0
                 print(f"ftkit instruct judge: {problem}", file=sys.stderr)
                 return 1
-            recipe.judge(
-                args.out, model=args.model, url=args.judge_url, judge_model=args.judge_model
-            )
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
+            recipe.judge(args.out, url=args.judge_url, judge_model=args.judge_model)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # Bad input, missing files, Ollama or asset problems: one clear line, no traceback.
         print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
         return 1
     return 0
