@@ -449,8 +449,6 @@ def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
     model = ref.add_classification_head(tiny_gpt(ref, context_length=1024))
     loss = impl.calc_loss_batch_classifier(inputs, targets, model, "cpu")
     assert torch.isfinite(loss), "the classifier must handle texts padded to the full context"
-    accuracy = impl.calc_accuracy_loader(DataLoader(dataset, batch_size=8), model, "cpu")
-    assert 0.0 <= accuracy <= 1.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def one_thread():
 
 
 def train(out, *extra: str) -> int:
-    args = ["classify", "train", "--model", "tiny", "--limit", "16", "--device", "cpu"]
+    args = ["classify", "train", "--model", "tiny", "--limit", "8", "--device", "cpu"]
     return main([*args, "--out", str(out), "--no-progress", *extra])
 
 
@@ -33,7 +33,7 @@ def test_train_writes_model_plots_and_book_lines_then_predict_labels(tmp_path, c
     assert train(out, "--epochs", "1") == 0
     text = capsys.readouterr().out
     for expected in (
-        "2 training batches",  # --limit 16 texts, batch 8, last partial batch dropped
+        "1 training batches",  # --limit 8 texts, batch 8
         "NOT GPT-2",  # the tiny model says it is random-init
         "Ep 1 (Step 000000): Train loss",
         "Training accuracy:",
