@@ -377,9 +377,8 @@ def finetune(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Instruction-fine-tune GPT-2 as the book's chapter 7 (§7.2-§7.6); returns paths, losses, settings."""
-    from reference.training import calc_loss_loader, train_model_simple
-
     from reference.tokenizer import get_tokenizer
+    from reference.training import calc_loss_loader, train_model_simple
 
     if epochs < 1:
         raise ValueError(f"epochs={epochs}: train at least one epoch")
