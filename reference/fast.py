@@ -1,0 +1,318 @@
+"""A fast configuration of the book's GPT model and training loop: same parameters, same numbers.
+
+Nothing here changes a model's parameters, buffers or `state_dict` keys, so a checkpoint
+saved from a fast model loads into the book's `GPTModel` and back. What changes is how
+the same math is computed:
+
+- fused attention: each attention module's forward calls PyTorch's
+  `scaled_dot_product_attention` (one kernel for mask, scale, softmax and the weighted
+  sum) instead of the book's explicit score matrix (book §3.6 derives the same math);
+- fused AdamW: the optimizer updates every parameter in one fused kernel instead of
+  several passes over memory (the book uses `torch.optim.AdamW`, §5.2/§7.6);
+- bf16 autocast: matrix multiplies run in bfloat16 while the weights stay float32;
+  losses agree with float32 to about 1%, not bitwise;
+- a KV-cache generator: `generate_cached` gives the same greedy tokens as the book's
+  `generate` (§5.3) while feeding only the newest token through the model each step.
+
+Everything works on any model with the book's module layout (`tok_emb`, `pos_emb`,
+`trf_blocks[i].att.W_query`, ...), including `llms_from_scratch.ch04.GPTModel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+ATTENTION_PARTS = ("W_query", "W_key", "W_value", "out_proj", "num_heads", "head_dim")
+
+
+@dataclass(frozen=True)
+class FastOptions:
+    """Which speed-ups to apply; each keeps the model's parameters and state_dict as they are."""
+
+    fused_attention: bool = True
+    fused_adamw: bool = True
+    autocast: str | None = None  # "bf16" (CPU with AVX-512-BF16/AMX, Ampere+ GPUs), "fp16" or None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"FastOptions.autocast={self.autocast!r}: choose one of "
+                f"{sorted(AUTOCAST_DTYPES)} or None"
+            )
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return AUTOCAST_DTYPES[self.autocast] if self.autocast else None
+
+
+# --- fused attention ------------------------------------------------------------------------
+
+
+def is_attention(module: nn.Module) -> bool:
+    """True for a module with the book's multi-head attention layout (book §3.6)."""
+    return all(hasattr(module, part) for part in ATTENTION_PARTS)
+
+
+def split_heads(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim) for an attention module."""
+    b, t, _ = x.shape
+    return x.view(b, t, module.num_heads, module.head_dim).transpose(1, 2)
+
+
+def merge_heads(context: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, tokens, head_dim) -> (batch, tokens, heads * head_dim)."""
+    b, h, t, d = context.shape
+    return context.transpose(1, 2).reshape(b, t, h * d)
+
+
+class FusedAttentionMixin:
+    """Causal attention through `scaled_dot_product_attention`; same weights, same result (book §3.6).
+
+    The book masks future positions with `-inf`, scales by 1/sqrt(head_dim), applies softmax
+    and dropout, then weights the values: `is_causal=True` and the default scale are exactly
+    that. Dropout draws different random masks than the book's, so only dropout-free
+    outputs (eval mode or drop_rate 0) are comparable number for number.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        queries = split_heads(self, self.W_query(x))
+        keys = split_heads(self, self.W_key(x))
+        values = split_heads(self, self.W_value(x))
+        dropout_p = self.dropout.p if self.training and hasattr(self, "dropout") else 0.0
+        context = F.scaled_dot_product_attention(
+            queries, keys, values, dropout_p=dropout_p, is_causal=True
+        )
+        return self.out_proj(merge_heads(context))
+
+
+_FUSED_CLASSES: dict[type, type] = {}
+
+
+def fused_class(cls: type) -> type:
+    """A subclass of an attention class whose forward is fused (cached, so isinstance still holds)."""
+    if issubclass(cls, FusedAttentionMixin):
+        return cls
+    if cls not in _FUSED_CLASSES:
+        _FUSED_CLASSES[cls] = type(f"Fused{cls.__name__}", (FusedAttentionMixin, cls), {})
+    return _FUSED_CLASSES[cls]
+
+
+def use_fused_attention(model: nn.Module) -> nn.Module:
+    """Switch every attention module of `model` to fused attention in place; returns `model`.
+
+    Only each module's class changes (to a subclass of its own class), so parameters,
+    buffers (the book's `mask`) and state_dict keys are untouched.
+    """
+    found = 0
+    for module in model.modules():
+        if is_attention(module):
+            module.__class__ = fused_class(type(module))
+            found += 1
+    if found == 0:
+        raise ValueError(
+            f"use_fused_attention: {type(model).__name__} has no attention module with the "
+            f"book's layout ({', '.join(ATTENTION_PARTS)})"
+        )
+    return model
+
+
+# --- optimizer, autocast, training step ------------------------------------------------------
+
+
+def make_optimizer(
+    model: nn.Module,
+    lr: float = 5e-5,
+    weight_decay: float = 0.1,
+    *,
+    fused: bool = True,
+) -> torch.optim.Optimizer:
+    """AdamW with the book's ch. 7 settings (lr 5e-5, weight decay 0.1, book §7.6), fused if asked.
+
+    The fused kernel does the same update in one pass over each parameter; results agree
+    with the book's optimizer to float32 rounding.
+    """
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+def autocast_context(
+    device: torch.device | str, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    """`torch.autocast` for `dtype` on `device`'s type, or a no-op when dtype is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def loss_of_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy, skipping targets of -100 (book §5.1, §7.3).
+
+    Logits are promoted to float32 first: a bf16 softmax over 50,257 classes loses the
+    small probabilities the loss depends on.
+    """
+    if logits.shape[:2] != targets.shape:
+        raise ValueError(
+            f"logits of shape {tuple(logits.shape)} do not match targets of shape "
+            f"{tuple(targets.shape)}: expected (batch, tokens, vocab) and (batch, tokens)"
+        )
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """One step of the book's loop: zero grads, forward, loss, backward, update (book §5.2).
+
+    Returns the batch loss before the update, as the book's `train_model_simple` computes it.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with autocast_context(inputs.device, autocast_dtype):
+        logits = model(inputs)
+    loss = loss_of_logits(logits, targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def prepare_fast(model: nn.Module, options: FastOptions = FastOptions()) -> nn.Module:
+    """Apply `options`' model-side speed-ups to `model` (in place) and return the model to call.
+
+    With `compile=True` the returned object is `torch.compile(model)`; its state_dict keys
+    gain an `_orig_mod.` prefix, so save `model.state_dict()` (the argument), not the result's.
+    """
+    if options.fused_attention:
+        use_fused_attention(model)
+    if options.compile:
+        return torch.compile(model)
+    return model
+
+
+# --- KV-cache generation ---------------------------------------------------------------------
+
+
+def _require(module: nn.Module, parts: tuple[str, ...], where: str) -> None:
+    missing = [p for p in parts if not hasattr(module, p)]
+    if missing:
+        raise ValueError(
+            f"generate_cached: {where} ({type(module).__name__}) lacks {missing}; it needs the "
+            "book's GPTModel layout (tok_emb, pos_emb, trf_blocks, final_norm, out_head; blocks "
+            "with norm1, att, norm2, ff)"
+        )
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated to `capacity`."""
+
+    def __init__(self, n_layers: int, capacity: int):
+        self.capacity = capacity
+        self.keys: list[torch.Tensor | None] = [None] * n_layers
+        self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.length = 0
+
+    def append(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this layer's new keys/values after the cached ones; return all of them so far."""
+        start, new = self.length, keys.shape[2]
+        if self.keys[layer] is None:
+            b, h, _, d = keys.shape
+            shape = (b, h, self.capacity, d)
+            self.keys[layer] = keys.new_empty(shape)
+            self.values[layer] = values.new_empty(shape)
+        self.keys[layer][:, :, start : start + new] = keys
+        self.values[layer][:, :, start : start + new] = values
+        return self.keys[layer][:, :, : start + new], self.values[layer][:, :, : start + new]
+
+
+def cached_attention(att: nn.Module, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
+    """Attention of new tokens `x` to all cached tokens plus themselves (causal), book §3.6 math."""
+    queries = split_heads(att, att.W_query(x))
+    keys, values = cache.append(
+        layer, split_heads(att, att.W_key(x)), split_heads(att, att.W_value(x))
+    )
+    # Several new tokens (the prompt) attend causally; a single new token sees everything cached.
+    context = F.scaled_dot_product_attention(queries, keys, values, is_causal=x.shape[1] > 1)
+    return att.out_proj(merge_heads(context))
+
+
+def forward_cached(model: nn.Module, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Logits for the last of `idx`'s tokens, which follow the `cache.length` tokens cached."""
+    start = cache.length
+    positions = torch.arange(start, start + idx.shape[1], device=idx.device)
+    x = model.tok_emb(idx) + model.pos_emb(positions)
+    for layer, block in enumerate(model.trf_blocks):
+        x = x + cached_attention(block.att, block.norm1(x), cache, layer)
+        x = x + block.ff(block.norm2(x))
+    cache.length += idx.shape[1]
+    return model.out_head(model.final_norm(x[:, -1:, :]))[:, -1, :]
+
+
+def next_token(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """Pick the next token from last-position logits as the book's `generate` does (book §5.3)."""
+    if top_k is not None:
+        top_logits, _ = torch.topk(logits, top_k)
+        logits = torch.where(
+            logits < top_logits[:, -1:], torch.tensor(float("-inf"), device=logits.device), logits
+        )
+    if temperature > 0.0:
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, num_samples=1)
+    return torch.argmax(logits, dim=-1, keepdim=True)
+
+
+def generate_cached(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    context_size: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    eos_id: int | None = None,
+) -> torch.Tensor:
+    """The book's `generate` (book §5.3) with a KV cache: same arguments, same greedy tokens.
+
+    Each step feeds only the newest token and reuses every earlier token's keys and values.
+    Once the text outgrows `context_size`, the book crops it to the last `context_size`
+    tokens, which shifts every position; cached keys no longer apply, so from then on each
+    step recomputes the cropped window in full, exactly like the book. Dropout is not
+    applied (call it on a model in eval mode, as the book does). With `eos_id`, generation
+    stops before appending a step's tokens if every sequence's next token is `eos_id`.
+    """
+    _require(model, ("tok_emb", "pos_emb", "trf_blocks", "final_norm", "out_head"), "model")
+    for i, block in enumerate(model.trf_blocks):
+        _require(block, ("norm1", "att", "norm2", "ff"), f"trf_blocks[{i}]")
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ValueError(
+            f"generate_cached expects token ids of shape (batch, tokens>0), got {tuple(idx.shape)}"
+        )
+    limit = model.pos_emb.num_embeddings
+    if context_size > limit:
+        raise ValueError(f"context_size={context_size} exceeds the model's {limit} positions")
+
+    def fresh(window: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
+        cache = KVCache(len(model.trf_blocks), context_size)
+        return cache, forward_cached(model, window, cache)
+
+    cache: KVCache | None = None
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if cache is not None and cache.length < context_size:
+                logits = forward_cached(model, idx[:, -1:], cache)
+            else:
+                cache, logits = fresh(idx[:, -context_size:])
+            idx_next = next_token(logits, temperature, top_k)
+            if eos_id is not None and bool((idx_next == eos_id).all()):
+                break
+            idx = torch.cat((idx, idx_next), dim=1)
+    return idx

@@ -1,0 +1,20 @@
+"""Fixtures for the benchmarks (helpers are in bench_helpers.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from bench_helpers import env_int, instruction_batches
+
+
+@pytest.fixture(scope="session")
+def real_batches():
+    return instruction_batches()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    # The targets are stated for this kit's 2-core CPU; fixed threads make runs comparable.
+    torch.set_num_threads(env_int("FTKIT_BENCH_THREADS", min(2, os.cpu_count() or 1)))
