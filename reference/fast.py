@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference.generation import _check_generation_args
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ATTENTION_PARTS = ("W_query", "W_key", "W_value", "out_proj", "num_heads", "head_dim")
 
@@ -292,13 +294,17 @@ def generate_cached(
     _require(model, ("tok_emb", "pos_emb", "trf_blocks", "final_norm", "out_head"), "model")
     for i, block in enumerate(model.trf_blocks):
         _require(block, ("norm1", "att", "norm2", "ff"), f"trf_blocks[{i}]")
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(
-            f"generate_cached expects token ids of shape (batch, tokens>0), got {tuple(idx.shape)}"
-        )
-    limit = model.pos_emb.num_embeddings
+    # The same argument checks (and messages) as the book-level `generate`.
+    _check_generation_args(idx, max_new_tokens, context_size, temperature, top_k)
+    limit, vocab = model.pos_emb.num_embeddings, model.tok_emb.num_embeddings
     if context_size > limit:
         raise ValueError(f"context_size={context_size} exceeds the model's {limit} positions")
+    if top_k is not None and top_k > vocab:
+        raise ValueError(f"top_k={top_k} exceeds the vocabulary size {vocab}")
+    if int(idx.min()) < 0 or int(idx.max()) >= vocab:
+        raise ValueError(
+            f"token ids must lie in [0, {vocab}); got min {int(idx.min())}, max {int(idx.max())}"
+        )
 
     def fresh(window: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
         cache = KVCache(len(model.trf_blocks), context_size)

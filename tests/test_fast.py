@@ -1,0 +1,312 @@
+"""The fast path (reference/fast.py) computes the book's numbers: same logits, losses, tokens.
+
+Every check runs a tiny random-init model (seed 123) against the reference model and
+loop and against the book's own package (`llms_from_scratch`), so a speed-up that
+changes the math fails here, not in a benchmark table.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from llms_from_scratch import ch04 as book4
+from llms_from_scratch import ch05 as book5
+from torch import nn
+
+from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from reference import fast
+from reference.model import GPTModel, get_config
+
+WHY_SAME_MATH = (
+    "scaled_dot_product_attention with is_causal=True computes the book's masked, scaled "
+    "softmax attention (book §3.6); only the order of float operations may differ"
+)
+WHY_CACHE = (
+    "a KV cache reuses earlier tokens' keys and values, which causal attention never "
+    "changes (book §3.5-3.6), so greedy decoding must pick the book's tokens (book §5.3)"
+)
+
+
+def tiny_cfg(**overrides) -> dict:
+    return get_config("tiny", **overrides)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls gain nothing from threads, and on a shared 2-core machine two threads per
+    # process fight the other test runs (measured here: 10x slower); restore afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def seeded(cls, cfg: dict) -> nn.Module:
+    torch.manual_seed(123)
+    return cls(cfg)
+
+
+@pytest.fixture(scope="module")
+def token_batch() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.randint(0, 50257, (2, 12))
+
+
+# --- fused attention -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_cls", [GPTModel, book4.GPTModel], ids=["reference", "book"])
+def test_fused_attention_logits_equal_the_models_own(model_cls, token_batch):
+    cfg = tiny_cfg(drop_rate=0.1)
+    model = seeded(model_cls, cfg).eval()  # eval: dropout off, as in the book's inference
+    with torch.no_grad():
+        expected = model(token_batch)
+        fast.use_fused_attention(model)
+        actual = model(token_batch)
+    assert isinstance(model.trf_blocks[0].att, fast.FusedAttentionMixin)
+    assert_tensor_equal(actual, expected, name="fused logits", why=WHY_SAME_MATH, atol=1e-5)
+
+
+def test_fused_attention_without_dropout_matches_in_training_mode(token_batch):
+    model = seeded(GPTModel, tiny_cfg(drop_rate=0.0)).train()
+    expected = model(token_batch)
+    actual = fast.use_fused_attention(model)(token_batch)
+    assert_tensor_equal(actual, expected, name="fused logits (train mode)", atol=1e-5)
+
+
+def test_fused_attention_keeps_state_dict_and_checkpoints_interchangeable(tmp_path, token_batch):
+    model = seeded(GPTModel, tiny_cfg())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast.prepare_fast(model)
+    after = model.state_dict()
+    assert_equal(list(after), list(before), name="state_dict keys (in order)")
+    for key, value in before.items():
+        assert_tensor_equal(after[key], value, name=f"state_dict[{key!r}]")
+
+    path = tmp_path / "fast.pth"
+    torch.save(model.state_dict(), path)
+    plain = GPTModel(tiny_cfg())
+    plain.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    book = book4.GPTModel(tiny_cfg())
+    book.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    with torch.no_grad():
+        expected = plain.eval()(token_batch)
+        assert_tensor_equal(model.eval()(token_batch), expected, name="logits", atol=1e-5)
+        assert_tensor_equal(book.eval()(token_batch), expected, name="book logits", atol=1e-5)
+
+
+def test_use_fused_attention_is_idempotent_and_keeps_isinstance():
+    model = seeded(GPTModel, tiny_cfg())
+    fast.use_fused_attention(fast.use_fused_attention(model))
+    att = model.trf_blocks[0].att
+    from reference.model import MultiHeadAttention
+
+    assert isinstance(att, MultiHeadAttention)
+    assert type(att).__mro__.count(fast.FusedAttentionMixin) == 1
+
+
+# --- training step ---------------------------------------------------------------------------
+
+
+TRAIN_VOCAB = 2048  # a small vocabulary keeps the steps fast; the math is the same
+
+
+def real_like_batch(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches shaped like the book's: inputs, targets shifted by one, -100 padding (book §7.3)."""
+    torch.manual_seed(1)
+    batches = []
+    for _ in range(steps):
+        tokens = torch.randint(0, TRAIN_VOCAB, (4, 17))
+        inputs, targets = tokens[:, :-1].clone(), tokens[:, 1:].clone()
+        targets[0, 10:] = -100
+        targets[2, 5:] = -100
+        batches.append((inputs, targets))
+    return batches
+
+
+def reference_losses(ref, model_cls, batches) -> list[float]:
+    """The book's loop body (book §5.2, §7.6): plain AdamW, calc_loss_batch, backward, step."""
+    model = seeded(model_cls, tiny_cfg(vocab_size=TRAIN_VOCAB)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
+    losses = []
+    for inputs, targets in batches:
+        optimizer.zero_grad()
+        loss = ref.calc_loss_batch(inputs, targets, model, "cpu")
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def fast_losses(batches, autocast_dtype=None) -> list[float]:
+    model = fast.prepare_fast(seeded(GPTModel, tiny_cfg(vocab_size=TRAIN_VOCAB))).train()
+    optimizer = fast.make_optimizer(model, lr=5e-4, weight_decay=0.1, fused=True)
+    return [
+        fast.train_step(model, optimizer, inputs, targets, autocast_dtype=autocast_dtype)
+        for inputs, targets in batches
+    ]
+
+
+@pytest.mark.parametrize("model_cls", [GPTModel, book4.GPTModel], ids=["reference", "book"])
+def test_fp32_fast_steps_give_the_books_losses(ref, model_cls):
+    two = real_like_batch(2)
+    batches = two + two  # steps 3-4 revisit steps 1-2's batches, so the loss must have fallen
+    expected = reference_losses(ref, model_cls, batches)
+    actual = fast_losses(batches)
+    assert_tensor_equal(
+        torch.tensor(actual),
+        torch.tensor(expected),
+        name="per-step losses",
+        why="fused attention and fused AdamW do the book's float32 math in fewer passes",
+        atol=0.0,
+        rtol=1e-5,
+    )
+    assert expected[2] < expected[0], "the steps should train (loss falls), or the test is void"
+
+
+def test_bf16_autocast_steps_stay_close_to_fp32():
+    batches = real_like_batch(4)
+    fp32 = fast_losses(batches)
+    bf16 = fast_losses(batches, autocast_dtype=torch.bfloat16)
+    assert_tensor_equal(
+        torch.tensor(bf16),
+        torch.tensor(fp32),
+        name="bf16 per-step losses",
+        why="bfloat16 keeps float32's range with 8 mantissa bits: losses agree to about 1%",
+        atol=0.0,
+        rtol=0.01,
+    )
+    assert bf16 != fp32, "bf16 autocast changed nothing: is autocast applied?"
+
+
+def test_train_step_returns_the_loss_before_the_update(ref):
+    ((inputs, targets),) = real_like_batch(1)
+    model = seeded(GPTModel, tiny_cfg(vocab_size=TRAIN_VOCAB))
+    before = ref.calc_loss_batch(inputs, targets, copy.deepcopy(model), "cpu").item()
+    optimizer = fast.make_optimizer(model, lr=5e-4)
+    loss = fast.train_step(model, optimizer, inputs, targets)
+    assert_close(loss, before, name="loss", atol=1e-6 * abs(before))
+
+
+# --- KV-cache generation ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    cfg = tiny_cfg(context_length=24)
+    return cfg, seeded(GPTModel, cfg).eval(), seeded(book4.GPTModel, cfg).eval()
+
+
+def prompt(n: int, batch: int = 1) -> torch.Tensor:
+    torch.manual_seed(7)
+    return torch.randint(0, 50257, (batch, n))
+
+
+@pytest.mark.parametrize(
+    ("prompt_len", "new_tokens"),
+    [(5, 12), (5, 30), (24, 5), (30, 6)],
+    ids=["fits", "crosses-context", "starts-full", "prompt-longer-than-context"],
+)
+def test_generate_cached_greedy_equals_reference_and_book(ref, tiny_models, prompt_len, new_tokens):
+    cfg, model, book_model = tiny_models
+    idx = prompt(prompt_len)
+    ctx = cfg["context_length"]
+    expected = ref.generate(model, idx, new_tokens, ctx)
+    assert_tensor_equal(
+        fast.generate_cached(model, idx, new_tokens, ctx),
+        expected,
+        name="greedy tokens",
+        why=WHY_CACHE,
+    )
+    book_expected = book5.generate(book_model, idx, new_tokens, ctx)
+    assert_tensor_equal(book_expected, expected, name="book's tokens (same weights)")
+    assert_tensor_equal(
+        fast.generate_cached(book_model, idx, new_tokens, ctx),
+        book_expected,
+        name="greedy tokens on the book's GPTModel",
+        why=WHY_CACHE,
+    )
+
+
+def test_generate_cached_batch_of_two(ref, tiny_models):
+    cfg, model, _ = tiny_models
+    idx = prompt(6, batch=2)
+    expected = ref.generate(model, idx, 10, cfg["context_length"])
+    actual = fast.generate_cached(model, idx, 10, cfg["context_length"])
+    assert_tensor_equal(actual, expected, name="greedy tokens (batch 2)", why=WHY_CACHE)
+
+
+def test_generate_cached_stops_at_eos_like_the_book(ref, tiny_models):
+    cfg, model, book_model = tiny_models
+    idx, ctx = prompt(5), cfg["context_length"]
+    full = ref.generate(model, idx, 15, ctx)[0, 5:].tolist()
+    # The first token whose first occurrence is past step 0: generation must stop there.
+    stop = next(i for i, tok in enumerate(full) if i > 0 and tok not in full[:i])
+    eos = full[stop]
+    expected = ref.generate(model, idx, 15, ctx, eos_id=eos)
+    assert_equal(expected.shape[1], 5 + stop, name="reference stop position")
+    assert_tensor_equal(
+        fast.generate_cached(model, idx, 15, ctx, eos_id=eos),
+        expected,
+        name="tokens up to eos",
+        why="the book stops without appending eos (§7.5)",
+    )
+    book_tokens = book5.generate(book_model, idx, 15, ctx, eos_id=eos)
+    assert_tensor_equal(
+        fast.generate_cached(book_model, idx, 15, ctx, eos_id=eos),
+        book_tokens,
+        name="tokens up to eos (book's generate)",
+    )
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(1.0, None), (1.4, 25), (0.0, 3)])
+def test_generate_cached_sampling_matches_reference_under_the_same_seed(
+    ref, tiny_models, temperature, top_k
+):
+    cfg, model, _ = tiny_models
+    idx, ctx = prompt(4), cfg["context_length"]
+    torch.manual_seed(123)
+    expected = ref.generate(model, idx, 15, ctx, temperature=temperature, top_k=top_k)
+    torch.manual_seed(123)
+    actual = fast.generate_cached(model, idx, 15, ctx, temperature=temperature, top_k=top_k)
+    assert_tensor_equal(
+        actual,
+        expected,
+        name="sampled tokens",
+        why="same probabilities and the same random draws (book §5.3)",
+    )
+
+
+# --- clear errors ----------------------------------------------------------------------------
+
+
+def test_bad_autocast_name_is_named():
+    with pytest.raises(ValueError, match=r"autocast='fp8'.*bf16"):
+        fast.FastOptions(autocast="fp8")
+    assert fast.FastOptions(autocast="bf16").autocast_dtype is torch.bfloat16
+
+
+def test_model_without_book_layout_is_refused():
+    with pytest.raises(ValueError, match="no attention module with the book's layout"):
+        fast.use_fused_attention(nn.Sequential(nn.Linear(4, 4)))
+    with pytest.raises(ValueError, match=r"model \(Linear\) lacks .*tok_emb"):
+        fast.generate_cached(nn.Linear(4, 4), torch.zeros(1, 3, dtype=torch.long), 2, 8)
+
+
+def test_bad_generation_input_is_named(tiny_models):
+    cfg, model, _ = tiny_models
+    with pytest.raises(ValueError, match="no tokens"):
+        fast.generate_cached(model, torch.zeros(1, 0, dtype=torch.long), 3, 8)
+    with pytest.raises(ValueError, match=r"\(batch, tokens\)"):
+        fast.generate_cached(model, torch.zeros(5, dtype=torch.long), 3, 8)
+    with pytest.raises(ValueError, match="exceeds the model's 24 positions"):
+        fast.generate_cached(model, torch.zeros(1, 3, dtype=torch.long), 3, 1024)
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50257\)"):
+        fast.generate_cached(model, torch.tensor([[1, 60000]]), 3, 8)
+
+
+def test_loss_shape_mismatch_is_named():
+    with pytest.raises(ValueError, match=r"logits of shape \(2, 3, 5\).*targets of shape \(2, 4\)"):
+        fast.loss_of_logits(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
