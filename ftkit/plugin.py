@@ -20,6 +20,10 @@ NOT_STARTED_PREFIX = "not started: "
 NOT_PROVIDED_PREFIX = "not provided: "
 
 
+# Set when the implementation under test declares BOOK_CODE_ONLY (the book's own code).
+BOOK_ONLY_KEY = pytest.StashKey[bool]()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ftkit")
     group.addoption("--ftkit-report", default=None, help="write per-exercise results as JSON here")
@@ -46,6 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return  # the impl fixture reports the import error where it is used
     if not book_only:
         return
+    config.stash[BOOK_ONLY_KEY] = True
     skip = pytest.mark.skip(
         reason=NOT_PROVIDED_PREFIX + f"{impl_name} is the book's code, which lacks this kit extra"
     )
@@ -131,10 +136,16 @@ class ExerciseRecorder:
                 ex.outcomes[nodeid] = outcome
                 if outcome in ("failed", EXTRA_FAILED) and not ex.message:
                     ex.message = message
+        if config.stash.get(BOOK_ONLY_KEY, False):
+            # Its beyond-book tests were skipped before running, so nothing recorded which
+            # names they use; an exercise with no outcome is one the book's code lacks.
+            for ex in exercises.values():
+                if not ex.outcomes:
+                    ex.outcomes["(beyond the book)"] = "not provided"
         terminalreporter.section(f"ftkit: exercises of {impl_name}")
         terminalreporter.write_line(render_table(exercises))
         terminalreporter.write_line("")
-        terminalreporter.write_line(render_next(next_exercise(exercises)))
+        terminalreporter.write_line(render_next(next_exercise(exercises), exercises))
         if report_path:
             write_report(exercises, Path(report_path), impl_name)
             terminalreporter.write_line(f"\nresults written to {report_path}")

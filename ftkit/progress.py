@@ -95,7 +95,10 @@ class Exercise:
             return NOT_PROVIDED
         if "passed" not in values:
             return NOT_STARTED
-        return SOLVED if all(v in ("passed", EXTRA_FAILED) for v in values) else PARTIAL
+        # A helper the implementation does not provide (e.g. the book's code lacks a kit
+        # extra) does not make the exercise unfinished: its own tests passed.
+        done = ("passed", EXTRA_FAILED, "not provided")
+        return SOLVED if all(v in done for v in values) else PARTIAL
 
 
 def stub_hints(module_file: Path) -> dict[str, tuple[int, str]]:
@@ -204,8 +207,15 @@ def render_table(exercises: dict[str, Exercise]) -> str:
     return "\n".join(lines)
 
 
-def render_next(ex: Exercise | None) -> str:
+def render_next(ex: Exercise | None, exercises: dict[str, Exercise] | None = None) -> str:
+    """The "Next:" lines: what to do next, or how the run ended when nothing is left."""
     if ex is None:
+        missing = [e for e in (exercises or {}).values() if e.status == NOT_PROVIDED]
+        if missing:
+            return (
+                f"Every exercise this implementation provides is solved; {len(missing)} "
+                "not provided (see the table)."
+            )
         return "Every exercise is solved. Well done!"
     status = {FAILING: "fix", PARTIAL: "finish", NOT_STARTED: "write"}.get(ex.status, "write")
     text = [f"Next: {status} `{ex.name}` ({ex.stage}, {ex.section or 'see the hint'})"]

@@ -62,6 +62,7 @@ def batch_widths(data: list[dict], allowed_max_length: int) -> list[int]:
     return [inputs.shape[1] for inputs, _ in loader]
 
 
+@pytest.mark.book_exercise("7.3")
 def test_alpaca_format_batches_are_cut_to_512_tokens():
     widths = batch_widths(alpaca_entries(), allowed_max_length=512)
     assert max(widths) == 512, f"the long entries must be truncated to 512 tokens; widths {widths}"
@@ -70,6 +71,7 @@ def test_alpaca_format_batches_are_cut_to_512_tokens():
     )
 
 
+@pytest.mark.book_exercise("7.3")
 @pytest.mark.slow
 def test_finetune_on_an_alpaca_format_file(alpaca_file, tmp_path):
     result = recipe.finetune(
@@ -92,6 +94,7 @@ def test_finetune_on_an_alpaca_format_file(alpaca_file, tmp_path):
     assert_equal(len(result["test_data"]), int(36 * 0.10), name="test entries (10 %)")
 
 
+@pytest.mark.book_exercise("7.3")
 def test_dataset_alpaca_fetches_the_alpaca_asset(alpaca_file, tmp_path, monkeypatch):
     monkeypatch.setenv("FTKIT_DATA_MIRROR", str(alpaca_file.parent))
     monkeypatch.setenv("FTKIT_HOME", str(tmp_path / "home"))

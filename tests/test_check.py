@@ -25,6 +25,7 @@ from ftkit.progress import (
     Exercise,
     catalog,
     next_exercise,
+    render_next,
     stage_modules,
     stub_hints,
 )
@@ -46,10 +47,18 @@ def exercise(**outcomes) -> Exercise:
         ({"t1": "passed", "t2": "not started"}, PARTIAL),
         ({"t1": "not provided"}, NOT_PROVIDED),
         ({"t1": "passed", "t2": EXTRA_FAILED}, SOLVED),
+        ({"t1": "passed", "t2": "not provided"}, SOLVED),
     ],
 )
 def test_exercise_status_follows_its_tests(outcomes, status):
     assert exercise(**outcomes).status == status
+
+
+def test_nothing_left_says_whether_some_exercises_were_not_provided():
+    solved, missing = exercise(t1="passed"), exercise(t1="not provided")
+    assert render_next(None, {"a": solved}) == "Every exercise is solved. Well done!"
+    text = render_next(None, {"a": solved, "b": missing})
+    assert "1 not provided" in text and "Well done" not in text
 
 
 def test_stub_hints_reads_the_not_implemented_message(tmp_path):

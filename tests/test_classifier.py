@@ -128,6 +128,7 @@ def test_head_is_created_right_after_seed_123(impl, ref):
     assert_tensor_equal(model.out_head.bias.detach(), expected.bias.detach(), name="out_head.bias")
 
 
+@pytest.mark.book_exercise("6.2")
 @pytest.mark.parametrize("preset", ["tiny", "gpt2-small (124M)"])
 @pytest.mark.parametrize("mode", ["last_block", "all", "head"])
 def test_trainable_parameters_per_group(impl, ref, preset, mode):
@@ -196,6 +197,8 @@ def test_accuracy_counts_argmax_of_the_last_token(impl):
     )
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("6.3")
 def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
     accuracy = impl.calc_accuracy_loader(vote_loader(), TokenVotes(), "cpu", token_position="first")
     assert_close(
@@ -213,6 +216,8 @@ def test_accuracy_puts_the_model_in_eval_mode(impl):
     assert not model.training, "calc_accuracy_loader must call model.eval() (dropout off) (§6.6)"
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("6.3")
 def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
     inputs, targets = next(iter(vote_loader()))  # last tokens 1,1,0,0; all targets 1
     right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
@@ -310,6 +315,7 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     ), f"accuracy lines {accuracy_lines[:1]} should look like the book's (§6.7)"
 
 
+@pytest.mark.beyond_book
 def test_training_resumes_after_an_epoch_exactly_as_an_uninterrupted_run(impl, ref):
     loader = spam_loader(get_tokenizer(), batch_size=2)
 
@@ -350,6 +356,7 @@ def test_training_resumes_after_an_epoch_exactly_as_an_uninterrupted_run(impl, r
         assert_tensor_equal(model.state_dict()[key], value, name=key, why="resuming loses nothing")
 
 
+@pytest.mark.beyond_book
 def test_plot_values_writes_a_png(impl, tmp_path):
     path = impl.plot_values(
         [0.0, 1.0, 2.0], [0, 40, 80], [2.1, 0.6, 0.4], [2.4, 0.7, 0.5], path=tmp_path / "loss.png"
@@ -380,6 +387,7 @@ def test_classify_review_maps_class_1_to_spam(impl, ref, prefer, label):
     assert_equal(got, label, name="classify_review", why="label 1 is spam, 0 is not spam (§6.8)")
 
 
+@pytest.mark.beyond_book
 def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
     model = biased_classifier(ref, 1, context_length=16)
     seen = []
@@ -407,6 +415,7 @@ def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
     )
 
 
+@pytest.mark.beyond_book
 def test_classify_review_rejects_empty_text(impl, ref):
     with pytest.raises(ValueError, match="empty"):
         impl.classify_review("  ", biased_classifier(ref, 1), get_tokenizer(), "cpu", 8)
@@ -434,6 +443,7 @@ def test_loading_a_missing_classifier_names_the_file(ref, tmp_path):
         ref.load_classifier(tmp_path)
 
 
+@pytest.mark.book_exercise("6.1")
 def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
     csv = tmp_path / "train.csv"
     rows = [(1, text) for text in SPAM] + [(0, text) for text in HAM] * 3  # 9 texts

@@ -87,6 +87,8 @@ def test_end_of_text_inside_the_text_is_kept_book_behaviour(impl):
     )
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("7.2")
 def test_book_tuple_items_mask_the_prompt(impl):
     """Exercise 7.2: `(prompt_length, token_ids)` items mask targets that predict prompt tokens."""
     inputs, targets = impl.custom_collate_fn([(3, [10, 11, 12, 13, 14]), (1, [20, 21])])
@@ -101,6 +103,8 @@ def test_book_tuple_items_mask_the_prompt(impl):
     )
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("7.2")
 def test_masked_sample_matches_exercise_solution(impl, ref, golden):
     """The three-entry sample of the book's exercise 7.2 solution, batch of 3, row 1."""
     from reference.tokenizer import get_tokenizer
@@ -140,12 +144,14 @@ def test_agrees_with_the_books_package_on_the_trap():
 COLLATES = ["custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn"]
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("name", COLLATES)
 def test_empty_batch_is_an_error(impl, name):
     with pytest.raises(ValueError, match="empty batch"):
         getattr(impl, name)([])
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("name", COLLATES)
 @pytest.mark.parametrize(
     ("bad_item", "match"),
@@ -163,23 +169,27 @@ def test_bad_item_names_its_index(impl, name, bad_item, match):
         getattr(impl, name)([[1, 2, 3], bad_item])
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("limit", [0, -2, 2.5])
 def test_bad_allowed_max_length(impl, limit):
     with pytest.raises(ValueError, match="allowed_max_length"):
         impl.custom_collate_fn([[1, 2]], allowed_max_length=limit)
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("name", COLLATES)
 def test_bad_pad_token_id(impl, name):
     with pytest.raises(ValueError, match="pad_token_id"):
         getattr(impl, name)([[1, 2]], pad_token_id=-1)
 
 
+@pytest.mark.beyond_book
 def test_mixed_item_formats_are_an_error(impl):
     with pytest.raises(TypeError, match="item 1"):
         impl.custom_collate_fn([(1, [1, 2]), [3, 4]])
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("prompt_length", [0, 4])
 def test_prompt_length_out_of_range(impl, prompt_length):
     with pytest.raises(ValueError, match=r"item 0: prompt_length"):

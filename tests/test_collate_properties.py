@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,6 +60,8 @@ def test_collate_properties(impl, batch, limit):
             assert ignored == [], f"row {row}: -100 only appears after the first end-of-text"
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("7.2")
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -83,6 +83,7 @@ def test_extract_response_on_the_books_first_test_entry(impl, ref, book_entries)
     )
 
 
+@pytest.mark.book_exercise("7.1")
 def test_extract_response_phi3_style(impl, ref, book_entries):
     entry = book_entries[1]
     prompt = ref.format_input(entry, style="phi3")

@@ -95,6 +95,8 @@ def test_alpaca_prompt_and_response_as_printed(impl, data, g, index):
     )
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("7.1")
 @pytest.mark.parametrize("index", [50, 999])
 def test_phi3_prompt_as_in_exercise_solution(impl, data, g, index):
     entry = data[index]
@@ -121,12 +123,14 @@ def test_alpaca_response_is_header_plus_output(impl, data):
     )
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("name", ["format_input", "format_response"])
 def test_unknown_style_lists_the_styles(impl, data, name):
     with pytest.raises(ValueError, match=r"chatml.*alpaca.*phi3"):
         getattr(impl, name)(data[0], style="chatml")
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize("name", ["format_input", "format_response"])
 def test_entry_missing_a_key_is_named(impl, name):
     with pytest.raises(ValueError, match="'instruction'"):
@@ -164,12 +168,16 @@ def test_dataset_items_are_the_tokenized_prompt_and_response(impl, ref, data, to
         assert_equal(list(dataset[i]), want, name=f"dataset[{i}]", why="pre-tokenized (book §7.3)")
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("7.1")
 def test_dataset_phi3_style(impl, ref, data, tokenizer):
     dataset = impl.InstructionDataset([data[50]], tokenizer, style="phi3")
     text = ref.format_input(data[50], "phi3") + ref.format_response(data[50], "phi3")
     assert_equal(list(dataset[0]), tokenizer.encode(text), name="dataset[0]", why="exercise 7.1")
 
 
+@pytest.mark.beyond_book
+@pytest.mark.book_exercise("7.2")
 def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer):
     dataset = impl.InstructionDataset([data[50]], tokenizer, mask_instruction=True)
     prompt_length, token_ids = dataset[0]
@@ -183,11 +191,13 @@ def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer
     assert_equal(list(token_ids), tokenizer.encode(full), name="token_ids")
 
 
+@pytest.mark.beyond_book
 def test_dataset_bad_entry_names_its_index(impl, tokenizer, data):
     with pytest.raises(ValueError, match=r"entry 1.*'output'"):
         impl.InstructionDataset([data[0], {"instruction": "x", "input": ""}], tokenizer)
 
 
+@pytest.mark.beyond_book
 def test_dataset_unknown_style(impl, tokenizer, data):
     with pytest.raises(ValueError, match="style"):
         impl.InstructionDataset([data[0]], tokenizer, style="nope")
@@ -239,6 +249,7 @@ def ref_first_batch(ref, entries, tokenizer):
     return ref.custom_collate_fn([dataset[i] for i in range(len(dataset))])[0]
 
 
+@pytest.mark.book_exercise("7.2")
 def test_loaders_mask_instruction_and_truncate(impl, ref, loaders, tokenizer):
     train, test, val = loaders
     _, val_loader, _ = impl.create_instruction_loaders(

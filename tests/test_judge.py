@@ -209,6 +209,7 @@ def test_parse_score(impl, text, score):
 # --- generate_model_scores ------------------------------------------------------------
 
 
+@pytest.mark.beyond_book
 def test_scores_the_books_110_responses_in_order(impl, responses, fake):
     scores = impl.generate_model_scores(responses, "model_response", url=fake.url, progress=False)
     expected = [fake_score(e["model_response"]) for e in responses]
@@ -216,6 +217,7 @@ def test_scores_the_books_110_responses_in_order(impl, responses, fake):
     assert_equal(len(fake.served), 110, name="prompts answered")
 
 
+@pytest.mark.beyond_book
 def test_empty_response_scores_0_without_asking(impl, responses, fake):
     data = [dict(e) for e in responses[:4]]
     data[2]["model_response"] = ""
@@ -226,6 +228,7 @@ def test_empty_response_scores_0_without_asking(impl, responses, fake):
     assert_equal(len(fake.served), 3, name="prompts sent (the empty one is not)")
 
 
+@pytest.mark.beyond_book
 def test_unparsable_answer_is_reported_and_left_out(impl, responses, tmp_path, capsys):
     data = responses[:6]
     refused = data[4]["model_response"]
@@ -247,6 +250,7 @@ def test_unparsable_answer_is_reported_and_left_out(impl, responses, tmp_path, c
     assert "I refuse to grade this." in captured.out + captured.err
 
 
+@pytest.mark.beyond_book
 def test_crash_mid_run_then_resume_loses_and_repeats_nothing(impl, responses, tmp_path):
     k = 40
     crash_on = responses[k]["model_response"]
@@ -285,6 +289,7 @@ def test_crash_mid_run_then_resume_loses_and_repeats_nothing(impl, responses, tm
         assert_equal(len(fake.requests), before, name="requests of a finished rerun")
 
 
+@pytest.mark.beyond_book
 def test_scores_file_of_other_data_is_an_error(impl, responses, tmp_path, fake):
     path = tmp_path / "scores.jsonl"
     data = [dict(e) for e in responses[:5]]

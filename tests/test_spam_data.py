@@ -148,6 +148,7 @@ def test_bad_label_names_the_row(impl, tmp_path):
         impl.load_spam_data(path)
 
 
+@pytest.mark.beyond_book
 def test_balance_needs_label_column(impl):
     with pytest.raises(ValueError, match="Label"):
         impl.create_balanced_dataset(pd.DataFrame({"Text": ["a"]}))
@@ -158,12 +159,14 @@ def test_map_labels_unknown_label(impl):
         impl.map_labels(pd.DataFrame({"Label": ["ham", "eggs"], "Text": ["a", "b"]}))
 
 
+@pytest.mark.beyond_book
 @pytest.mark.parametrize(("train_frac", "validation_frac"), [(1.5, 0.1), (0.8, 0.3), (-1, 0)])
 def test_random_split_bad_fractions(impl, raw, train_frac, validation_frac):
     with pytest.raises(ValueError, match="frac"):
         impl.random_split(raw, train_frac, validation_frac)
 
 
+@pytest.mark.beyond_book
 def test_spam_dataset_bad_csv(impl, tmp_path, tokenizer):
     path = tmp_path / "unmapped.csv"
     pd.DataFrame({"Label": ["ham"], "Text": ["hi"]}).to_csv(path, index=None)
@@ -173,6 +176,7 @@ def test_spam_dataset_bad_csv(impl, tmp_path, tokenizer):
         impl.SpamDataset(tmp_path / "missing.csv", tokenizer)
 
 
+@pytest.mark.beyond_book
 def test_spam_dataset_bad_max_length(impl, splits, tokenizer):
     with pytest.raises(ValueError, match="max_length"):
         impl.SpamDataset(splits["train"], tokenizer, max_length=0)

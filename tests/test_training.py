@@ -214,6 +214,7 @@ def test_train_model_simple_prints_the_books_lines(impl, ref, datasets, tokenize
     )
 
 
+@pytest.mark.beyond_book
 def test_resumed_run_reproduces_an_uninterrupted_one(impl, ref, datasets, tokenizer, capsys):
     full = run(impl, ref, datasets, tokenizer, 2, progress=True)[-1]
     assert "training" in capsys.readouterr().err, "progress=True shows a tqdm bar on stderr"
@@ -277,6 +278,7 @@ def test_resumed_run_reproduces_an_uninterrupted_one(impl, ref, datasets, tokeni
 # --- §5.1: the plot -----------------------------------------------------------------------
 
 
+@pytest.mark.beyond_book
 def test_plot_losses_writes_a_png(impl, tmp_path):
     path = impl.plot_losses(
         [0.0, 0.5, 1.0], [0, 100, 200], [10.9, 9.0, 8.1], [10.9, 9.5, 9.0], path=tmp_path / "l.png"
