@@ -67,7 +67,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report.ftkit_used = list(impl.used) if impl is not None else []
     report.ftkit_extra = item.get_closest_marker("beyond_book") is not None
     exercise = item.get_closest_marker("book_exercise")
-    if exercise is not None and exercise.args:
+    # Only a test that ran the implementation's code says anything about its exercise.
+    if exercise is not None and exercise.args and report.ftkit_used:
         report.ftkit_used.append(f"Exercise {exercise.args[0]}")
     if call.excinfo is None or impl is None or impl.is_reference:
         return

@@ -63,6 +63,18 @@ def batch_widths(data: list[dict], allowed_max_length: int) -> list[int]:
 
 
 @pytest.mark.book_exercise("7.3")
+def test_your_loaders_cut_alpaca_entries_to_512_tokens(impl, ref, alpaca_file):
+    """Exercise 7.3 with your code: load an Alpaca-format file, batch it with allowed_max_length=512."""
+    data = impl.load_instruction_data(alpaca_file)
+    assert_equal(data, alpaca_entries(), name="entries of the Alpaca-format file")
+    train, test, val = ref.split_data(data)
+    loaders = impl.create_instruction_loaders(
+        train, val, test, get_tokenizer(), batch_size=4, allowed_max_length=512
+    )
+    widths = [inputs.shape[1] for loader in loaders for inputs, _ in loader]
+    assert max(widths) == 512, f"long entries must be cut to 512 tokens (exercise 7.3); {widths}"
+
+
 def test_alpaca_format_batches_are_cut_to_512_tokens():
     widths = batch_widths(alpaca_entries(), allowed_max_length=512)
     assert max(widths) == 512, f"the long entries must be truncated to 512 tokens; widths {widths}"
@@ -71,7 +83,6 @@ def test_alpaca_format_batches_are_cut_to_512_tokens():
     )
 
 
-@pytest.mark.book_exercise("7.3")
 @pytest.mark.slow
 def test_finetune_on_an_alpaca_format_file(alpaca_file, tmp_path):
     result = recipe.finetune(
@@ -94,7 +105,6 @@ def test_finetune_on_an_alpaca_format_file(alpaca_file, tmp_path):
     assert_equal(len(result["test_data"]), int(36 * 0.10), name="test entries (10 %)")
 
 
-@pytest.mark.book_exercise("7.3")
 def test_dataset_alpaca_fetches_the_alpaca_asset(alpaca_file, tmp_path, monkeypatch):
     monkeypatch.setenv("FTKIT_DATA_MIRROR", str(alpaca_file.parent))
     monkeypatch.setenv("FTKIT_HOME", str(tmp_path / "home"))

@@ -125,7 +125,6 @@ def first_train_batch(style="alpaca", mask_instruction=False, allowed_max_length
     return next(iter(loader)), loader
 
 
-@pytest.mark.book_exercise("7.2")
 def test_exercise_7_2_masks_the_instruction_in_the_targets():
     tokenizer = get_tokenizer()
     (inputs, targets), loader = first_train_batch(mask_instruction=True)
@@ -148,7 +147,6 @@ def test_exercise_7_2_masks_the_instruction_in_the_targets():
         )
 
 
-@pytest.mark.book_exercise("7.1")
 def test_exercise_7_1_phi3_prompt_is_used_end_to_end(tmp_path, monkeypatch):
     (inputs, _), _ = first_train_batch(style="phi3")
     text = get_tokenizer().decode(inputs[0].tolist())
@@ -179,7 +177,6 @@ def test_exercise_7_1_phi3_prompt_is_used_end_to_end(tmp_path, monkeypatch):
     assert json.loads(result["paths"]["config"].read_text())["style"] == "phi3"
 
 
-@pytest.mark.book_exercise("7.4")
 def test_exercise_7_4_lora_trains_only_adapters_and_saves_a_plain_model(tmp_path):
     lines: list[str] = []
     result = recipe.finetune(tmp_path, epochs=1, lora_rank=2, say=lines.append, **QUICK)

@@ -79,6 +79,7 @@ def test_linear_with_lora_starts_equal_to_the_wrapped_layer(impl):
     )
 
 
+@pytest.mark.book_exercise("7.4")
 def test_replace_linear_with_lora_wraps_every_linear_and_keeps_outputs(impl, ref):
     model = tiny_gpt(ref)
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
@@ -109,6 +110,7 @@ def test_replace_linear_with_lora_wraps_every_linear_and_keeps_outputs(impl, ref
     )
 
 
+@pytest.mark.book_exercise("7.4")
 def test_freeze_then_lora_leaves_only_lora_parameters_trainable(impl, ref):
     model = tiny_gpt(ref)
     impl.freeze_model(model)
