@@ -212,7 +212,7 @@ def ratios(results: Iterable[Result]) -> list[dict]:
 
 
 def loss_checks(results: Iterable[Result]) -> list[str]:
-    """Lines on numerical agreement: fast-fp32 vs book per-step losses, bf16 vs fp32 after N steps."""
+    """Lines on agreement: fast-fp32 vs book losses, kv-cache vs book tokens, bf16 vs fp32 loss."""
     table = {(r.source, r.device_name, r.size, r.kind, r.path): r for r in results}
     lines = []
     for (source, device_name, size, kind, path), res in sorted(table.items()):
@@ -223,16 +223,27 @@ def loss_checks(results: Iterable[Result]) -> list[str]:
                 rel = max(abs(a - b) / abs(b) for a, b in zip(res.losses, book.losses))
                 lines.append(
                     f"{size} {device_name}: fast-fp32 vs book losses over {steps} steps: "
-                    f"max relative difference {rel:.2e} (target <= 1e-5)"
+                    f"max relative difference {rel:.2e} (target <= 1e-5, "
+                    f"{'PASS' if rel <= 1e-5 else 'MISS'})"
+                )
+        if kind == "generate" and path == "kv-cache":
+            book = table.get((source, device_name, size, kind, "book"))
+            mine, theirs = res.extra.get("generated"), book and book.extra.get("generated")
+            if mine is not None and theirs is not None:
+                same = mine == theirs
+                lines.append(
+                    f"{size} {device_name}: kv-cache greedy tokens vs the book's generate over "
+                    f"{len(theirs)} tokens: {'identical, PASS' if same else 'DIFFERENT, MISS'}"
                 )
         if kind == "accuracy":
             fp32, bf16 = res.extra.get("loss_fp32"), res.extra.get("loss_bf16")
             if fp32 and bf16:
                 steps = res.extra.get("steps")
+                apart = abs(bf16 - fp32) / fp32
                 lines.append(
                     f"{size} {device_name}: after {steps} steps on real batches, loss fp32 "
-                    f"{fp32:.4f} vs bf16 {bf16:.4f}: {abs(bf16 - fp32) / fp32:.2%} apart "
-                    "(target <= 2%)"
+                    f"{fp32:.4f} vs bf16 {bf16:.4f}: {apart:.2%} apart "
+                    f"(target <= 2%, {'PASS' if apart <= 0.02 else 'MISS'})"
                 )
     return lines
 
@@ -294,7 +305,7 @@ def ratio_lines(results: list[Result]) -> list[str]:
     """One line per fast/book ratio, with its target."""
     lines = []
     for r in ratios(results):
-        ok = "meets" if r["ratio"] >= r["target"] else "BELOW"
+        ok = "PASS" if r["ratio"] >= r["target"] else "MISS"
         lines.append(
             f"{r['size']} {r['device_name']}: {r['what']}: {r['ratio']:.2f}x "
             f"({r['fast'].tokens_per_s:,.1f} vs {r['book'].tokens_per_s:,.1f} tokens/s; "
