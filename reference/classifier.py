@@ -13,13 +13,13 @@ whole text, so it carries the most information for the label.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from reference.files import atomic_path, write_text_atomic
 
 TRAINABLE_CHOICES = ("last_block", "all", "head")
 TOKEN_POSITIONS = {"last": -1, "first": 0}
@@ -318,14 +318,6 @@ def train_classifier_simple(
     )
 
 
-def _atomic_target(path: Path) -> Path:
-    """A temporary file beside `path`, so os.replace onto it is atomic."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def plot_values(
     epochs_seen: Sequence[float],
     examples_seen: Sequence[float],
@@ -370,12 +362,8 @@ def plot_values(
     ax2.plot(as_floats(examples_seen), as_floats(train_values), alpha=0)
     ax2.set_xlabel("Examples seen")
     fig.tight_layout()
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -466,19 +454,9 @@ def save_classifier(
         **(extra or {}),
     }
     weights = model_dir / MODEL_FILE
-    tmp = _atomic_target(weights)
-    try:
+    with atomic_path(weights) as tmp:
         torch.save(model.state_dict(), tmp)
-        os.replace(tmp, weights)
-    finally:
-        tmp.unlink(missing_ok=True)
-    meta_path = model_dir / META_FILE
-    tmp = _atomic_target(meta_path)
-    try:
-        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        os.replace(tmp, meta_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(model_dir / META_FILE, json.dumps(meta, indent=2))
     return model_dir
 
 

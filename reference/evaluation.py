@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from reference.files import write_text_atomic
 from reference.generation import generate, text_to_token_ids, token_ids_to_text
 from reference.instruction_data import format_input
 
@@ -78,16 +78,8 @@ def _load_done(out_path: Path, test_data: Sequence[dict]) -> list[dict]:
 
 
 def _write_json_atomic(path: Path, data: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=4)  # the book's layout of the responses file
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # The book's layout of the responses file (indent 4), written whole or not at all.
+    write_text_atomic(path, json.dumps(data, indent=4))
 
 
 def generate_test_responses(

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from reference.files import atomic_path, write_bytes_atomic
 from reference.instruction_data import format_input
 
 DEFAULT_URL = "http://localhost:11434/api/chat"
@@ -324,21 +324,8 @@ def _load_score_records(path: str | os.PathLike, json_data, json_key: str, model
         good.append(line)
     kept = b"".join(line + b"\n" for line in good)
     if kept != raw:
-        _atomic_write_bytes(path, kept)
+        write_bytes_atomic(path, kept)
     return records
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def generate_model_scores(
@@ -428,12 +415,6 @@ def plot_score_histogram(
     ax.set_ylabel("Number of responses")
     ax.set_title(title or f"Judge scores (n={len(scores)})")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

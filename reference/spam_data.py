@@ -10,9 +10,7 @@ training text (120 tokens) — or truncates/pads to a given `max_length`.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +19,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reference.assets import fetch
+from reference.files import atomic_path
 
 LABELS = {"ham": 0, "spam": 1}
 PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>, used as padding (book §6.3)
 SPLIT_FILES = {"train": "train.csv", "validation": "validation.csv", "test": "test.csv"}
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call `write(temp_path)` then move the result onto `path`: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download_and_unzip_spam_data(data_file_path: str | Path | None = None) -> Path:
@@ -51,7 +37,8 @@ def download_and_unzip_spam_data(data_file_path: str | Path | None = None) -> Pa
     target = Path(data_file_path)
     if target.exists():
         return target  # as the book: an existing file is not downloaded again
-    _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 
@@ -142,7 +129,8 @@ def write_splits(
     for name, frame in (("train", train_df), ("validation", validation_df), ("test", test_df)):
         _require_columns(frame, ("Label", "Text"), f"write_splits: {name}")
         paths[name] = folder / SPLIT_FILES[name]
-        _atomic_write(paths[name], lambda tmp, frame=frame: frame.to_csv(tmp, index=None))
+        with atomic_path(paths[name]) as tmp:
+            frame.to_csv(tmp, index=None)
     return paths
 
 

@@ -9,8 +9,6 @@ uninterrupted one (given the model, optimizer and torch RNG state saved with it)
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from reference.files import atomic_path
 from reference.generation import generate_text_simple, text_to_token_ids, token_ids_to_text
 
 HISTORY_KEYS = ("train_losses", "val_losses", "track_tokens_seen", "tokens_seen", "global_step")
@@ -270,12 +269,6 @@ def plot_losses(
     ax2.set_xlabel("Tokens seen")
     fig.tight_layout()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path

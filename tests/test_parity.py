@@ -11,7 +11,7 @@ import pytest
 from ftkit.impl import public_names, reference_modules
 
 # Modules that hold I/O or tooling rather than learner work have no exercise twin.
-NOT_EXERCISES = {"assets", "tokenizer", "fast"}
+NOT_EXERCISES = {"assets", "tokenizer", "fast", "files"}
 
 LEARNER_MODULES = sorted(set(reference_modules()) - NOT_EXERCISES)
 SECTION = re.compile(r"§\s?\d+\.\d+|[Ss]ection \d+\.\d+|[Aa]ppendix [A-E]|[Ee]xercise \d\.\d")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from reference.files import atomic_path, write_text_atomic
 from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
 
 DEFAULT_MODEL = "gpt2-medium (355M)"  # the book's CHOOSE_MODEL in §7.5
@@ -260,26 +260,13 @@ def add_lora(model: nn.Module, rank: int, alpha: float, say: Callable[[str], Non
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file in the same folder, then os.replace: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(obj: Any, path: Path) -> None:
     """Write JSON atomically (temp file + os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def output_paths(out_dir: str | os.PathLike, preset: str) -> dict[str, Path]:
