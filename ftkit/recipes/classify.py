@@ -31,7 +31,9 @@ from ftkit.recipes.instruct import (
     atomic_write_json,
     build_model,
     canonical_preset,
+    load_checkpoint,
     resolve_device,
+    restore_checkpoint,
     save_checkpoint,
 )
 from reference.classifier import MODEL_FILE
@@ -106,28 +108,6 @@ class _EpochProgress:
             for batch in self.loader:
                 yield batch
                 bar.update()
-
-
-def _load_checkpoint(path: Path, settings: dict) -> dict:
-    """Read a checkpoint, refusing one written with different training settings."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which and what to do
-        raise ValueError(
-            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); delete it to start over"
-        ) from err
-    saved = state.get("settings", {})
-    differs = [
-        f"{k}: checkpoint {saved.get(k)!r} vs now {settings.get(k)!r}"
-        for k in RESUME_KEYS
-        if saved.get(k) != settings.get(k)
-    ]
-    if differs:
-        raise ValueError(
-            f"checkpoint {path} was written with other settings ({', '.join(differs)}); rerun "
-            "with the checkpoint's settings, or use another --out folder / delete it"
-        )
-    return state
 
 
 def _curves(history: dict, epochs: int, out: Path) -> dict[str, Path]:
@@ -236,7 +216,7 @@ def train(
     checkpoint = out / CHECKPOINT_FILE
     state = None
     if resume and checkpoint.exists():
-        state = _load_checkpoint(checkpoint, settings)
+        state = load_checkpoint(checkpoint, settings, RESUME_KEYS)
         say(f"Resuming from {checkpoint} (epoch {state['epoch'] + 1} done)")
         gpt, pretrained = GPTModel(cfg), state["settings"].get("pretrained", False)
     else:
@@ -256,12 +236,7 @@ def train(
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=lr, weight_decay=weight_decay)
     start_epoch, history = 0, None
     if state is not None:
-        gpt.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start_epoch, history = restore_checkpoint(state, gpt, optimizer)
     else:
         torch.manual_seed(seed)  # the book reseeds before training (§6.7)
 

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -301,18 +301,17 @@ def save_checkpoint(
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, settings: dict) -> dict:
-    """Read a checkpoint, refusing one written with different training settings."""
+def load_checkpoint(path: Path, settings: dict, keys: Sequence[str] = RESUME_KEYS) -> dict:
+    """Read a checkpoint, refusing one written with different training settings (`keys`)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is data (tensors, numbers, strings), never code to run.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which and what to do
         raise ValueError(
             f"cannot read checkpoint {path} ({type(err).__name__}: {err}); delete it to start over"
         ) from err
     saved = state.get("settings", {})
-    differs = {
-        k: (saved.get(k), settings.get(k)) for k in RESUME_KEYS if saved.get(k) != settings.get(k)
-    }
+    differs = {k: (saved.get(k), settings.get(k)) for k in keys if saved.get(k) != settings.get(k)}
     if differs:
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differs.items())
         raise ValueError(
@@ -320,6 +319,16 @@ def load_checkpoint(path: Path, settings: dict) -> dict:
             "checkpoint's settings, or use another --out folder / delete it to start over"
         )
     return state
+
+
+def restore_checkpoint(state: dict, model: nn.Module, optimizer) -> tuple[int, dict]:
+    """Put a checkpoint's model, optimizer and random state back; returns (next epoch, history)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["epoch"] + 1, state["history"]
 
 
 def plot_loss_curves(history: dict, num_epochs: int, path: Path) -> Path | None:
@@ -444,12 +453,7 @@ def finetune(
     )
     start_epoch, history = 0, None
     if state is not None:
-        gpt.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start_epoch, history = restore_checkpoint(state, gpt, optimizer)
     else:
         gpt.eval()
         torch.manual_seed(seed)
