@@ -307,7 +307,7 @@ def ratio_lines(results: list[Result]) -> list[str]:
     for r in ratios(results):
         ok = "PASS" if r["ratio"] >= r["target"] else "MISS"
         lines.append(
-            f"{r['size']} {r['device_name']}: {r['what']}: {r['ratio']:.2f}x "
+            f"{r['size']} {r['device_name']}: {r['what']}: {r['ratio']:.3f}x "
             f"({r['fast'].tokens_per_s:,.1f} vs {r['book'].tokens_per_s:,.1f} tokens/s; "
             f"target >= {r['target']}x, {ok}) [{r['source']}]"
         )

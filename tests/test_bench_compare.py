@@ -79,9 +79,9 @@ def test_ratios_against_their_targets(results):
     assert found[bench.RATIOS[2][4]]["ratio"] == pytest.approx(1.0 / 0.1)
     lines = bench.ratio_lines(results)
     assert len(lines) == 3
-    assert any("1.60x" in line and "PASS" in line for line in lines)
-    assert any("2.00x" in line and "target >= 2.5x, MISS" in line for line in lines)
-    assert any("10.00x" in line and "PASS" in line for line in lines)
+    assert any("1.600x" in line and "PASS" in line for line in lines)
+    assert any("2.000x" in line and "target >= 2.5x, MISS" in line for line in lines)
+    assert any("10.000x" in line and "PASS" in line for line in lines)
 
 
 def test_loss_and_token_checks(results):
