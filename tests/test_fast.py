@@ -107,6 +107,45 @@ def test_use_fused_attention_is_idempotent_and_keeps_isinstance():
     assert type(att).__mro__.count(fast.FusedAttentionMixin) == 1
 
 
+@pytest.mark.parametrize("model_cls", [GPTModel, book4.GPTModel], ids=["reference", "book"])
+def test_fused_layer_norm_and_gelu_keep_the_books_outputs_and_state_dict(model_cls, token_batch):
+    plain = seeded(model_cls, tiny_cfg())
+    model = fast.use_fused_layers(copy.deepcopy(plain))
+    assert isinstance(model.final_norm, fast.FusedLayerNormMixin)
+    assert isinstance(model.trf_blocks[0].norm1, type(plain.trf_blocks[0].norm1))
+    assert isinstance(model.trf_blocks[0].ff.layers[1], fast.FusedGELUMixin)
+    assert_equal(list(model.state_dict()), list(plain.state_dict()), name="state_dict keys")
+    x = torch.randn(2, 5, 64) * 3
+    assert_tensor_equal(
+        model.final_norm(x),
+        plain.final_norm(x),
+        name="LayerNorm output",
+        atol=1e-5,
+        why="F.layer_norm is the book's (x - mean) / sqrt(biased var + 1e-5) * scale + shift (§4.2)",
+    )
+    gelu, book_gelu = model.trf_blocks[0].ff.layers[1], plain.trf_blocks[0].ff.layers[1]
+    assert_tensor_equal(
+        gelu(x),
+        book_gelu(x),
+        name="GELU output",
+        atol=1e-5,
+        why="F.gelu(approximate='tanh') is the book's tanh approximation (§4.3)",
+    )
+    assert_tensor_equal(
+        model.eval()(token_batch), plain.eval()(token_batch), name="logits", atol=1e-5
+    )
+
+
+def test_attention_under_cpu_bf16_autocast_is_computed_in_float32():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 7, 16) for _ in range(3))
+    expected = fast.causal_attention(q, k, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fast.causal_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert_equal(got.dtype, torch.bfloat16, name="output dtype (the caller's)")
+    assert_tensor_equal(got.float(), expected, name="attention", atol=3e-2)
+
+
 # --- training step ---------------------------------------------------------------------------
 
 
