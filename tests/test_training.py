@@ -171,6 +171,25 @@ def run(impl, ref, datasets, tokenizer, num_epochs, **extras):
     return model, optimizer, train, val, losses
 
 
+def test_generate_and_print_sample_prints_50_greedy_tokens_on_one_line(
+    impl, ref, tokenizer, capsys
+):
+    model = tiny_model(ref)  # in training mode, with dropout: the sample must not use it
+    impl.generate_and_print_sample(model, tokenizer, "cpu", START)
+    printed = capsys.readouterr().out
+    assert printed.endswith("\n") and printed.count("\n") == 1, (
+        f"one printed line expected (newlines replaced by spaces, §5.2); got {printed!r}"
+    )
+    ids = ref.text_to_token_ids(START, tokenizer)
+    expected = ref.generate_text_simple(model.eval(), ids, 50, model.pos_emb.weight.shape[0])
+    text = ref.token_ids_to_text(expected, tokenizer).replace("\n", " ")
+    assert_equal(printed[:-1], text, name="sample", why="50 greedy tokens in eval mode (§5.2)")
+    model.train()
+    impl.generate_and_print_sample(model, tokenizer, "cpu", START)
+    capsys.readouterr()
+    assert model.training, "generate_and_print_sample must put the model back in training mode"
+
+
 def test_a_few_steps_lower_the_loss(impl, ref, datasets, tokenizer):
     model = tiny_model(ref)
     # 10x the book's lr 5e-4: a 16-wide 1-layer model needs bigger steps to move in 15 of them.
