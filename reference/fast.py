@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference.generation import _check_generation_args
+from reference.generation import _check_generation_args, _pick_next_token
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ATTENTION_PARTS = ("W_query", "W_key", "W_value", "out_proj", "num_heads", "head_dim")
@@ -328,19 +328,6 @@ def forward_cached(model: nn.Module, idx: torch.Tensor, cache: KVCache) -> torch
     return model.out_head(model.final_norm(x[:, -1:, :]))[:, -1, :]
 
 
-def next_token(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
-    """Pick the next token from last-position logits as the book's `generate` does (book §5.3)."""
-    if top_k is not None:
-        top_logits, _ = torch.topk(logits, top_k)
-        logits = torch.where(
-            logits < top_logits[:, -1:], torch.tensor(float("-inf"), device=logits.device), logits
-        )
-    if temperature > 0.0:
-        probs = torch.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs, num_samples=1)
-    return torch.argmax(logits, dim=-1, keepdim=True)
-
-
 def generate_cached(
     model: nn.Module,
     idx: torch.Tensor,
@@ -385,7 +372,7 @@ def generate_cached(
                 logits = forward_cached(model, idx[:, -1:], cache)
             else:
                 cache, logits = fresh(idx[:, -context_size:])
-            idx_next = next_token(logits, temperature, top_k)
+            idx_next = _pick_next_token(logits, temperature, top_k)
             if eos_id is not None and bool((idx_next == eos_id).all()):
                 break
             idx = torch.cat((idx, idx_next), dim=1)

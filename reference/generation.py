@@ -80,6 +80,22 @@ def _next_token_logits(model: nn.Module, idx: torch.Tensor, context_size: int) -
     return logits[:, -1, :]  # only the last position predicts the next token
 
 
+def _pick_next_token(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """The next token from last-position logits: top-k filter, then sample or argmax (book §5.3)."""
+    if top_k is not None:
+        if top_k > logits.shape[-1]:
+            raise ValueError(f"top_k={top_k} exceeds the vocabulary size {logits.shape[-1]}")
+        top_logits, _ = torch.topk(logits, top_k)
+        min_val = top_logits[:, -1:]  # per row, the k-th largest logit
+        logits = torch.where(
+            logits < min_val, torch.tensor(float("-inf"), device=logits.device), logits
+        )
+    if temperature > 0.0:
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, num_samples=1)
+    return torch.argmax(logits, dim=-1, keepdim=True)
+
+
 def generate_text_simple(
     model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int
 ) -> torch.Tensor:
@@ -120,21 +136,7 @@ def generate(
     with torch.no_grad():
         for _ in range(max_new_tokens):
             logits = _next_token_logits(model, idx, context_size)
-            if top_k is not None:
-                if top_k > logits.shape[-1]:
-                    raise ValueError(
-                        f"top_k={top_k} exceeds the vocabulary size {logits.shape[-1]}"
-                    )
-                top_logits, _ = torch.topk(logits, top_k)
-                min_val = top_logits[:, -1:]  # per row, the k-th largest logit
-                logits = torch.where(
-                    logits < min_val, torch.tensor(float("-inf"), device=logits.device), logits
-                )
-            if temperature > 0.0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                idx_next = torch.multinomial(probs, num_samples=1)
-            else:
-                idx_next = torch.argmax(logits, dim=-1, keepdim=True)
+            idx_next = _pick_next_token(logits, temperature, top_k)
             if eos_id is not None and int(idx_next) == eos_id:
                 break  # the book stops without appending the end-of-text token
             idx = torch.cat((idx, idx_next), dim=1)
