@@ -20,8 +20,8 @@ Everything the recipe writes goes into one output folder:
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,7 +34,7 @@ from ftkit.recipes.instruct import (
     load_checkpoint,
     resolve_device,
     restore_checkpoint,
-    save_checkpoint,
+    run_epochs,
 )
 from reference.classifier import MODEL_FILE
 from reference.model import GPTModel, get_config
@@ -240,35 +240,28 @@ def train(
     else:
         torch.manual_seed(seed)  # the book reseeds before training (§6.7)
 
-    last = {"epoch": start_epoch - 1, "history": history}
-
-    def on_epoch_end(epoch: int, hist: dict) -> None:
-        save_checkpoint(
-            checkpoint, epoch=epoch, model=gpt, optimizer=optimizer, history=hist, settings=settings
-        )
-        last.update(epoch=epoch, history=hist)
-
-    started = time.time()
-    if start_epoch < epochs:
-        train_classifier_simple(
+    hist, epochs_done = run_epochs(
+        partial(
+            train_classifier_simple,
             gpt,
             _EpochProgress(train_loader, gpt, start_epoch, progress),
             val_loader,
             optimizer,
             dev,
-            num_epochs=epochs,
-            eval_freq=eval_freq,
-            eval_iter=eval_iter,
-            start_epoch=start_epoch,
-            history=history,
-            on_epoch_end=on_epoch_end,
-            token_position=token_position,
-            log=say,
-        )
-        say(f"Training completed in {(time.time() - started) / 60:.2f} minutes.")
-    else:
-        say(f"Already trained {start_epoch} epoch(s) (asked for {epochs}); nothing to train")
-    hist, epochs_done = last["history"], last["epoch"] + 1
+        ),
+        gpt,
+        optimizer,
+        checkpoint,
+        settings,
+        start_epoch=start_epoch,
+        history=history,
+        epochs=epochs,
+        say=say,
+        eval_freq=eval_freq,
+        eval_iter=eval_iter,
+        token_position=token_position,
+        log=say,
+    )
 
     accuracies = {
         name: calc_accuracy_loader(loader, gpt, dev, token_position=token_position)

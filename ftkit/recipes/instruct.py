@@ -331,6 +331,52 @@ def restore_checkpoint(state: dict, model: nn.Module, optimizer) -> tuple[int, d
     return state["epoch"] + 1, state["history"]
 
 
+def run_epochs(
+    train: Callable[..., Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    checkpoint: Path,
+    settings: dict,
+    *,
+    start_epoch: int,
+    history: dict | None,
+    epochs: int,
+    say: Callable[[str], None],
+    **train_kwargs: Any,
+) -> tuple[dict | None, int]:
+    """Run a book training loop from `start_epoch` to `epochs`, checkpointing after each epoch.
+
+    `train` is the book's loop with its model, loaders, optimizer and device bound
+    (`train_model_simple`, `train_classifier_simple`); returns (history, epochs done).
+    """
+    last = {"epoch": start_epoch - 1, "history": history}
+
+    def on_epoch_end(epoch: int, hist: dict) -> None:
+        save_checkpoint(
+            checkpoint,
+            epoch=epoch,
+            model=model,
+            optimizer=optimizer,
+            history=hist,
+            settings=settings,
+        )
+        last.update(epoch=epoch, history=hist)
+
+    started = time.time()
+    if start_epoch < epochs:
+        train(
+            num_epochs=epochs,
+            start_epoch=start_epoch,
+            history=history,
+            on_epoch_end=on_epoch_end,
+            **train_kwargs,
+        )
+        say(f"Training completed in {(time.time() - started) / 60:.2f} minutes.")
+    else:
+        say(f"Already trained {start_epoch} epoch(s) (asked for {epochs}); nothing to train")
+    return last["history"], last["epoch"] + 1
+
+
 def plot_loss_curves(history: dict, num_epochs: int, path: Path) -> Path | None:
     """The book's loss plot (§7.6) saved as PNG; None when there is nothing to plot."""
     from reference.training import plot_losses
@@ -464,40 +510,21 @@ def finetune(
         say(f"Validation loss: {val_loss}")
         torch.manual_seed(seed)  # the book reseeds before training (§7.6)
 
-    last = {"epoch": start_epoch - 1, "history": history}
-
-    def on_epoch_end(epoch: int, hist: dict) -> None:
-        save_checkpoint(
-            paths["checkpoint"],
-            epoch=epoch,
-            model=gpt,
-            optimizer=optimizer,
-            history=hist,
-            settings=settings,
-        )
-        last.update(epoch=epoch, history=hist)
-
-    started = time.time()
-    if start_epoch < epochs:
-        train_model_simple(
-            gpt,
-            train_loader,
-            val_loader,
-            optimizer,
-            dev,
-            num_epochs=epochs,
-            eval_freq=eval_freq,
-            eval_iter=eval_iter,
-            start_context=format_prompt(val_data[0], style),
-            tokenizer=tokenizer,
-            start_epoch=start_epoch,
-            history=history,
-            on_epoch_end=on_epoch_end,
-        )
-        say(f"Training completed in {(time.time() - started) / 60:.2f} minutes.")
-    else:
-        say(f"Already trained {start_epoch} epoch(s) (asked for {epochs}); nothing to train")
-    hist, epochs_done = last["history"], last["epoch"] + 1
+    hist, epochs_done = run_epochs(
+        partial(train_model_simple, gpt, train_loader, val_loader, optimizer, dev),
+        gpt,
+        optimizer,
+        paths["checkpoint"],
+        settings,
+        start_epoch=start_epoch,
+        history=history,
+        epochs=epochs,
+        say=say,
+        eval_freq=eval_freq,
+        eval_iter=eval_iter,
+        start_context=format_prompt(val_data[0], style),
+        tokenizer=tokenizer,
+    )
 
     if lora_rank:
         from reference.lora import merge_lora_weights
