@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
+from reference.files import new_file_mode, write_text_atomic
+
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)  # (connect, read) seconds: fail fast on a dead host, tolerate slow bodies
 ENV_HOME = "FTKIT_HOME"
@@ -159,12 +161,6 @@ def sha256_of(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _stamp_path(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
@@ -173,18 +169,10 @@ def _pin_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_stamp(path: Path, digest: str) -> None:
     st = path.stat()
     stamp = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    _write_atomic(_stamp_path(path), json.dumps(stamp))
+    write_text_atomic(_stamp_path(path), json.dumps(stamp))
 
 
 def _stamp_ok(path: Path) -> bool:
@@ -286,7 +274,7 @@ def _commit_verified(asset: Asset, path: Path, target: Path, source: str) -> Non
     if path != target:
         os.replace(path, target)
     if expected_sha256(asset) is None:
-        _write_atomic(_pin_path(target), f"{digest}  {target.name}\n")
+        write_text_atomic(_pin_path(target), f"{digest}  {target.name}\n")
         _say(
             f"note: {asset.name} has no SHA-256 pinned in the kit; recorded {digest} "
             f"in {_pin_path(target)}, later reads are verified against it"
@@ -321,7 +309,7 @@ def _temp_file(target: Path, name: str) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
     os.close(fd)
     # mkstemp makes 0600; cached data should get the permissions of any file the user writes.
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, new_file_mode())
     try:
         yield Path(tmp)
     finally:

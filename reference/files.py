@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def new_file_mode() -> int:
+    """The permission bits a file the user creates gets (0o666 minus the umask), not mkstemp's 0o600."""
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 @contextmanager
@@ -34,8 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
-    # mkstemp makes 0600; an output file should get the permissions of any file the user writes.
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, new_file_mode())
     try:
         yield tmp
         with open(tmp, "rb+") as f:
