@@ -4,7 +4,7 @@ The book calls the classification loss functions `calc_loss_batch`/`calc_loss_lo
 /`evaluate_model`; here they are `calc_loss_batch_classifier`,
 `calc_loss_loader_classifier` and `evaluate_model_classifier`. Each takes
 `token_position="last"` (the book) or `"first"` (exercise 6.3).
-Check your work with `pytest --impl exercises tests/test_classifier.py`.
+Check your work with `pytest --impl exercises tests/book/test_classifier.py`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exercises: batching instruction examples — pad, shift, mask (book §7.3, exercise 7.2).
 
-Fill in each function; `pytest --impl exercises tests/test_collate.py` tells you
+Fill in each function; `pytest --impl exercises tests/book/test_collate.py` tells you
 what is still missing. An item is a plain list of token ids, or (exercise 7.2) an
 `InstructionItem(prompt_length, token_ids)` pair.
 """

@@ -1,5 +1,5 @@
 """Your text generation (book §4.7, §5.1, §5.3): fill in each function, then run
-`pytest --impl exercises tests/test_generation.py`.
+`pytest --impl exercises tests/book/test_generation.py`.
 """
 
 from __future__ import annotations

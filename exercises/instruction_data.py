@@ -3,7 +3,7 @@
 Items of `InstructionDataset` are plain token-id lists; with `mask_instruction=True`
 (exercise 7.2) they are `InstructionItem(prompt_length, token_ids)` pairs, where
 `prompt_length` is the token count of `format_input(entry)` alone.
-`pytest --impl exercises tests/test_instruction_data.py` shows what is left to do.
+`pytest --impl exercises tests/book/test_instruction_data.py` shows what is left to do.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from exercises.collate import (  # noqa: F401  (your collate: what the loaders b
     InstructionItem,
     custom_collate_fn,
 )
-from reference.assets import fetch  # noqa: F401  (fetch("instruction-data") gives the file)
+from ftkit.io.assets import fetch  # noqa: F401  (fetch("instruction-data") gives the file)
 
 ENTRY_KEYS = ("instruction", "input", "output")
 PROMPT_STYLES = ("alpaca", "phi3")

@@ -1,4 +1,4 @@
-"""Your GPT-2 (book ch. 3-4): fill in each class, then run `pytest --impl exercises tests/test_model.py`.
+"""Your GPT-2 (book ch. 3-4): fill in each class, then run `pytest --impl exercises tests/book/test_model.py`.
 
 The config helpers (`get_config`, `validate_config`, `check_token_ids`, the presets)
 are the kit's tooling, not exercises: they are re-exported from `reference.model`

@@ -1,6 +1,6 @@
 """Exercises: SMS spam data — download, balance, split, tokenize, batch (book §6.2–6.3).
 
-`pytest --impl exercises tests/test_spam_data.py` shows what is left to do.
+`pytest --impl exercises tests/book/test_spam_data.py` shows what is left to do.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from reference.assets import fetch  # noqa: F401  (fetch("sms-spam-collection") gives the file)
+from ftkit.io.assets import fetch  # noqa: F401  (fetch("sms-spam-collection") gives the file)
 
 LABELS = {"ham": 0, "spam": 1}
 PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>, used as padding (book §6.3)

@@ -1,5 +1,5 @@
 """Your next-token loss and training loop (book §5.1-5.2, used for SFT in §7.6): fill in each
-function, then run `pytest --impl exercises tests/test_training.py`.
+function, then run `pytest --impl exercises tests/book/test_training.py`.
 
 `generate_text_simple`, `text_to_token_ids` and `token_ids_to_text` come from the
 reference here, so the loop can be written before the generation exercises.

@@ -1,6 +1,6 @@
 """Benchmark bookkeeping: read saved pytest-benchmark JSON, tabulate, compute ratios, plot.
 
-The benchmarks themselves live in `tests/benchmarks/` and run under pytest-benchmark;
+The benchmarks themselves live in `tests/kit/benchmarks/` and run under pytest-benchmark;
 each result's `extra_info` carries what this module needs (see `EXTRA_KEYS`). Results
 are saved per device under `benchmarks/results/` (pytest-benchmark's storage layout:
 `<machine-id>/<counter>_<device-name>.json`).

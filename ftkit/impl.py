@@ -1,9 +1,15 @@
-"""Resolve the kit's public names in an implementation under test.
+"""Resolve the book's names in an implementation under test.
 
 An implementation is an importable package with `reference/`'s module layout
 (`exercises`, a learner's copy) or a single adapter module exposing the names
 flat (`custom_collate_fn`, `GPTModel`, ...). Which reference module a name
 belongs to is read off `reference/` itself, so there is no list to keep in step.
+
+The book reuses some names across chapters (ch. 5 and ch. 6 both define
+`calc_loss_batch`, `calc_loss_loader`, `evaluate_model`); each keeps the book's
+name in its own module. `impl.calc_loss_batch` is the first one in book order
+(ch. 5, `training`); `impl.of("classifier").calc_loss_batch` is ch. 6's. A flat
+adapter exposes the later one chapter-qualified: `calc_loss_batch_classifier`.
 """
 
 from __future__ import annotations
@@ -45,14 +51,43 @@ def public_names(module: ModuleType) -> list[str]:
     return names
 
 
+def book_order() -> list[str]:
+    """Reference modules in the order a reader of the book meets them (`reference.BOOK_ORDER`)."""
+    import reference
+
+    known = reference_modules()
+    ordered = [m for m in getattr(reference, "BOOK_ORDER", ()) if m in known]
+    return ordered + sorted(set(known) - set(ordered))
+
+
 @cache
+def owners() -> dict[str, tuple[str, ...]]:
+    """Map each public reference name to the modules defining it, in book order."""
+    found: dict[str, list[str]] = {}
+    modules = reference_modules()
+    for short in book_order():
+        for name in public_names(modules[short]):
+            found.setdefault(name, []).append(short)
+    return {name: tuple(mods) for name, mods in found.items()}
+
+
 def module_of() -> dict[str, str]:
-    """Map each public reference name to the short name of the module defining it."""
-    owner: dict[str, str] = {}
-    for short, module in reference_modules().items():
-        for name in public_names(module):
-            owner.setdefault(name, short)
-    return owner
+    """Map each public reference name to the first module (book order) defining it."""
+    return {name: mods[0] for name, mods in owners().items()}
+
+
+def exercise_key(module: str, name: str) -> str:
+    """The exercise's name in reports: `name`, or `module.name` for a later chapter's reuse."""
+    mods = owners().get(name, ())
+    return name if not mods or mods[0] == module else f"{module}.{name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """`(module, name)` of an exercise key (inverse of `exercise_key`)."""
+    if "." in key:
+        module, name = key.split(".", 1)
+        return module, name
+    return module_of().get(key, ""), key
 
 
 class Impl:
@@ -87,22 +122,52 @@ class Impl:
                 return None
             raise
 
-    def lookup(self, name: str) -> Any:
-        if hasattr(self._root, name):
+    def lookup(self, name: str, short: str | None = None) -> Any:
+        """The implementation's `name` of reference module `short` (default: its first owner)."""
+        first = module_of().get(name)
+        short = short or first
+        if short is not None and short != first:
+            # A later chapter's reuse of a name: chapter-qualified in a flat adapter.
+            qualified = f"{name}_{short}"
+            if hasattr(self._root, qualified):
+                return getattr(self._root, qualified)
+        module = self.module(short) if short is not None else None
+        if module is not None and hasattr(module, name):
+            return getattr(module, name)
+        if short == first and hasattr(self._root, name):
             return getattr(self._root, name)
-        short = module_of().get(name)
-        if short is not None:
-            module = self.module(short)
-            if module is not None and hasattr(module, name):
-                return getattr(module, name)
-        raise NotProvided(f"{self.package} does not provide {name!r}")
+        where = f" (the book's {short} version)" if short != first else ""
+        raise NotProvided(f"{self.package} does not provide {name!r}{where}")
+
+    def record(self, short: str | None, name: str) -> None:
+        key = exercise_key(short, name) if short else name
+        if key not in self.used:
+            self.used.append(key)
+
+    def of(self, short: str) -> ModuleView:
+        """Names of one reference module: `impl.of("classifier").calc_loss_batch` (ch. 6's)."""
+        if short not in reference_modules():
+            raise ValueError(f"no reference module {short!r}; known: {sorted(reference_modules())}")
+        return ModuleView(self, short)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name not in self.used:
-            self.used.append(name)
+        self.record(module_of().get(name), name)
         return self.lookup(name)
 
     def __repr__(self) -> str:
         return f"Impl({self.package!r})"
+
+
+class ModuleView:
+    """`impl.of("classifier")`: attribute access to one reference module's names."""
+
+    def __init__(self, impl: Impl, short: str):
+        self._impl, self._short = impl, short
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._impl.record(self._short, name)
+        return self._impl.lookup(name, self._short)

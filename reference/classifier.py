@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reference.files import atomic_path, write_text_atomic
+from ftkit.io.files import atomic_path, write_text_atomic
 
 TRAINABLE_CHOICES = ("last_block", "all", "head")
 TOKEN_POSITIONS = {"last": -1, "first": 0}

@@ -16,7 +16,7 @@ become `ignore_index`. Plain lists are collated exactly as the book does.
 The book's known trap, kept on purpose: the padding mask is computed on
 `targets == pad_token_id`, so a text that itself contains the end-of-text id
 50256 keeps *that* target and loses the real end-of-text appended after it
-(see tests/test_collate.py::test_end_of_text_inside_the_text_is_kept_book_behaviour).
+(see tests/book/test_collate.py::test_end_of_text_inside_the_text_is_kept_book_behaviour).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from reference.files import write_text_atomic
+from ftkit.io.files import write_text_atomic
 from reference.generation import generate, text_to_token_ids, token_ids_to_text
 from reference.instruction_data import format_input
 

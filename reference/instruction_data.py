@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from reference.assets import fetch
+from ftkit.io.assets import fetch
 from reference.collate import IGNORE_INDEX, PAD_TOKEN_ID, InstructionItem, custom_collate_fn
 
 ENTRY_KEYS = ("instruction", "input", "output")

@@ -26,7 +26,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from reference.files import atomic_path, write_bytes_atomic
+from ftkit.io.files import atomic_path, write_bytes_atomic
 from reference.instruction_data import format_input
 
 DEFAULT_URL = "http://localhost:11434/api/chat"

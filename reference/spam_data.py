@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from reference.assets import fetch
-from reference.files import atomic_path
+from ftkit.io.assets import fetch
+from ftkit.io.files import atomic_path
 
 LABELS = {"ham": 0, "spam": 1}
 PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|>, used as padding (book §6.3)

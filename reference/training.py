@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from reference.files import atomic_path
+from ftkit.io.files import atomic_path
 from reference.generation import generate_text_simple, text_to_token_ids, token_ids_to_text
 
 HISTORY_KEYS = ("train_losses", "val_losses", "track_tokens_seen", "tokens_seen", "global_step")

@@ -3,7 +3,7 @@
 The book's `gpt_download.py` (§5.5, Appendix D) fetches OpenAI's TensorFlow
 checkpoint and turns it into a nested `params` dict; `load_weights_into_gpt`
 copies those arrays into the book's `GPTModel`. This module does the same, with
-verified downloads through `reference.assets`, and converts to and from the
+verified downloads through `ftkit.io.assets`, and converts to and from the
 Hugging Face `transformers` GPT-2 layout (an independent implementation to check
 ours against). TensorFlow and transformers are imported only when needed.
 """
@@ -105,15 +105,15 @@ def gpt2_dir(model_size: str, models_dir: str | os.PathLike | None = None) -> Pa
     """Folder holding a size's files: `<models_dir>/<size>`, default `<cache>/gpt2/<size>`."""
     size = check_model_size(model_size)
     if models_dir is None:
-        from reference.assets import cache_dir
+        from ftkit.io.assets import cache_dir
 
         return cache_dir() / "gpt2" / size
     return Path(models_dir).expanduser().resolve() / size
 
 
 def gpt2_assets(model_size: str, models_dir: str | os.PathLike | None = None) -> list:
-    """The seven files of one GPT-2 size as `reference.assets.Asset`s, with known sizes/hashes."""
-    from reference.assets import Asset
+    """The seven files of one GPT-2 size as `ftkit.io.assets.Asset`s, with known sizes/hashes."""
+    from ftkit.io.assets import Asset
 
     size = check_model_size(model_size)
     # The assets cache puts a file at cache_dir() / subdir; pathlib makes an absolute
@@ -138,10 +138,10 @@ def download_gpt2(
     """Fetch (or find cached) the files of one GPT-2 size; return their folder (book Appendix D).
 
     Each file is verified (SHA-256 where known, else byte size / Content-Length) and
-    written atomically by `reference.assets.fetch`, so an interrupted download is
+    written atomically by `ftkit.io.assets.fetch`, so an interrupted download is
     resumed by running it again: finished files are kept, half ones never land.
     """
-    from reference.assets import fetch
+    from ftkit.io.assets import fetch
 
     paths = [fetch(asset, progress=progress) for asset in gpt2_assets(model_size, models_dir)]
     return paths[0].parent

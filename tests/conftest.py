@@ -28,7 +28,7 @@ def _missing_weights_message(size: str, reason: str) -> str:
 
 def _load_params(size: str, may_download: bool):
     """`download_and_load_gpt2(size)`, skipping the test when the files cannot be had."""
-    from reference.assets import AssetError
+    from ftkit.io.assets import AssetError
     from reference.weights import GPT2_FILES, cached_gpt2_files, download_and_load_gpt2
 
     was_cached = len(cached_gpt2_files(size)) == len(GPT2_FILES)

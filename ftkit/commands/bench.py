@@ -1,7 +1,7 @@
 """`ftkit bench`: run the benchmarks (book path vs fast paths) and compare saved results.
 
 `ftkit bench [--device cpu] [--size gpt2-small ...] [--quick] [--save NAME]` spawns pytest
-on `tests/benchmarks` with pytest-benchmark enabled, saves the JSON under
+on `tests/kit/benchmarks` with pytest-benchmark enabled, saves the JSON under
 `benchmarks/results/`, then prints the fast/book ratios and loss checks of that run.
 `ftkit bench compare [--plot PATH]` prints the book-format table (book §7.6) over every
 saved result with the book's own rows, the ratios and loss checks; `ftkit bench ratios`
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH_DIR = ROOT / "tests" / "benchmarks"
+BENCH_DIR = ROOT / "tests" / "kit" / "benchmarks"
 DEVICES = ("cpu", "cuda", "mps")
 SIZES = ("tiny", "gpt2-small", "gpt2-medium")
 QUICK_ENV = {"FTKIT_BENCH_REPEATS": "1", "FTKIT_BENCH_GEN_REPEATS": "1"}

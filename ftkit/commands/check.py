@@ -47,7 +47,7 @@ def pytest_args(
                 {
                     str(path)
                     for module in modules
-                    for path in (ROOT / "tests").glob(f"test_{module}*.py")
+                    for path in (ROOT / "tests" / "book").glob(f"test_{module}*.py")
                 }
             )
             or targets

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from reference import assets
+from ftkit.io import assets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

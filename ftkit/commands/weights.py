@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from reference.assets import AssetError
+    from ftkit.io.assets import AssetError
     from reference.weights import check_model_size, download_gpt2
 
     try:

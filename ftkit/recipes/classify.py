@@ -156,6 +156,7 @@ def train(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Fine-tune GPT-2 as a spam classifier as the book's chapter 6 (§6.2-6.8); returns paths, accuracies, history."""
+    from ftkit.io.tokenizer import get_tokenizer
     from reference.classifier import (
         add_classification_head,
         calc_accuracy_loader,
@@ -163,7 +164,6 @@ def train(
         train_classifier_simple,
     )
     from reference.spam_data import create_spam_loaders
-    from reference.tokenizer import get_tokenizer
 
     if epochs < 1:
         raise ValueError(f"epochs={epochs}: train at least one epoch")
@@ -302,8 +302,8 @@ def predict(
     model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
 ) -> list[str]:
     """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8)."""
+    from ftkit.io.tokenizer import get_tokenizer
     from reference.classifier import classify_review, load_classifier
-    from reference.tokenizer import get_tokenizer
 
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)

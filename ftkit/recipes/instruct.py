@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from reference.files import atomic_path, write_text_atomic
+from ftkit.io.files import atomic_path, write_text_atomic
 from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
 
 DEFAULT_MODEL = "gpt2-medium (355M)"  # the book's CHOOSE_MODEL in §7.5
@@ -107,7 +107,7 @@ def load_dataset(dataset: str = "instruction", limit: int | None = None) -> list
     if dataset == "instruction":
         data = load_instruction_data()
     elif dataset == "alpaca":
-        from reference.assets import fetch
+        from ftkit.io.assets import fetch
 
         data = load_instruction_data(fetch("alpaca-data"))
     else:
@@ -419,7 +419,7 @@ def finetune(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Instruction-fine-tune GPT-2 as the book's chapter 7 (§7.2-§7.6); returns paths, losses, settings."""
-    from reference.tokenizer import get_tokenizer
+    from ftkit.io.tokenizer import get_tokenizer
     from reference.training import calc_loss_loader, train_model_simple
 
     if epochs < 1:
@@ -593,8 +593,8 @@ def respond(
     The test set is rebuilt from the settings saved beside the model (data set, limit),
     and prompts use the style it was trained with (exercise 7.1's phi3 included).
     """
+    from ftkit.io.tokenizer import get_tokenizer
     from reference.evaluation import generate_test_responses
-    from reference.tokenizer import get_tokenizer
 
     dev = resolve_device(device)
     gpt, record = load_finetuned(out_dir, model, dev)

@@ -14,7 +14,7 @@ from ftkit.asserts import assert_equal, assert_tensor_equal
 def tokenizer():
     # Tooling, not an exercise: imported directly (also, ftkit.impl cannot see the
     # lru_cache-wrapped get_tokenizer as a function).
-    from reference.tokenizer import get_tokenizer
+    from ftkit.io.tokenizer import get_tokenizer
 
     return get_tokenizer()
 

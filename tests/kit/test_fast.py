@@ -16,7 +16,7 @@ from llms_from_scratch import ch05 as book5
 from torch import nn
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
-from reference import fast
+from ftkit.engine import fast
 from reference.model import GPTModel, get_config
 
 WHY_SAME_MATH = (

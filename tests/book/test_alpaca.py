@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_equal
+from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
 from reference.instruction_data import split_data
-from reference.tokenizer import get_tokenizer
 
 
 def quiet(*_args) -> None:

@@ -30,7 +30,7 @@ from ftkit.progress import (
     stub_hints,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def exercise(**outcomes) -> Exercise:

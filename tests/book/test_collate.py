@@ -107,7 +107,7 @@ def test_book_tuple_items_mask_the_prompt(impl):
 @pytest.mark.book_exercise("7.2")
 def test_masked_sample_matches_exercise_solution(impl, ref, golden):
     """The three-entry sample of the book's exercise 7.2 solution, batch of 3, row 1."""
-    from reference.tokenizer import get_tokenizer
+    from ftkit.io.tokenizer import get_tokenizer
 
     g = golden("collate")
     dataset = ref.InstructionDataset(

@@ -19,8 +19,8 @@ import torch
 
 from ftkit.asserts import assert_tensor_equal
 from ftkit.cli import main as ftkit_main
+from ftkit.io.assets import AssetError
 from reference import weights
-from reference.assets import AssetError
 
 D, N_LAYER, N_HEAD, VOCAB, CTX = 16, 2, 4, 97, 24
 SETTINGS = {"n_vocab": VOCAB, "n_ctx": CTX, "n_embd": D, "n_head": N_HEAD, "n_layer": N_LAYER}

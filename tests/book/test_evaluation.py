@@ -10,7 +10,7 @@ from torch import nn
 
 import reference.evaluation as evaluation_tooling
 from ftkit.asserts import assert_equal
-from reference.tokenizer import get_tokenizer
+from ftkit.io.tokenizer import get_tokenizer
 
 MAX_NEW = 2
 WHY_EXTRACT = (

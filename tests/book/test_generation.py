@@ -11,7 +11,7 @@ from llms_from_scratch import ch05 as book5
 from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
-from reference.tokenizer import get_tokenizer
+from ftkit.io.tokenizer import get_tokenizer
 
 BOOK_124M = {
     "vocab_size": 50257,

@@ -1,6 +1,6 @@
 """`ftkit bench compare` and its bookkeeping (ftkit/bench.py) on a saved pytest-benchmark file.
 
-The fixture `tests/benchmarks/fixtures/results/.../0001_sample.json` is a real file saved by
+The fixture `tests/kit/benchmarks/fixtures/results/.../0001_sample.json` is a real file saved by
 `ftkit bench --size tiny --quick` (pytest-benchmark's schema: machine_info, commit_info,
 benchmarks[].stats/extra_info, datetime, version), with its medians, losses and
 tokens set by hand to round values so every ratio below can be worked out on paper:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from reference.files import atomic_path, write_bytes_atomic, write_text_atomic
+from ftkit.io.files import atomic_path, write_bytes_atomic, write_text_atomic
 
 
 def test_atomic_path_replaces_the_file_when_the_block_ends(tmp_path):

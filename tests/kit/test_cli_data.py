@@ -7,7 +7,7 @@ import os
 import pytest
 
 from ftkit.cli import main
-from reference.assets import ASSETS, DEFAULT_ASSETS
+from ftkit.io.assets import ASSETS, DEFAULT_ASSETS
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Every file the kit writes for a long run (responses, scores, checkpoints, models, plots,
 CSV splits) goes through `atomic_path`, so a crash or Ctrl-C mid-write leaves the
 previous file intact and never a half-written one that a resumed run would trust.
-(Downloads have their own verified variant in `reference.assets`.)
+(Downloads have their own verified variant in `ftkit.io.assets`.)
 """
 
 from __future__ import annotations

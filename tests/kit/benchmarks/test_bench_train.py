@@ -2,7 +2,7 @@
 
 One round = one step (forward, loss, backward, AdamW update) on the epoch's median-length
 batch (batch 8, real padding). Book path: `llms_from_scratch.ch04.GPTModel`, plain
-`torch.optim.AdamW` and the book's `calc_loss_batch`. Fast paths: `reference.fast`
+`torch.optim.AdamW` and the book's `calc_loss_batch`. Fast paths: `ftkit.engine.fast`
 (fused attention + fused AdamW, in float32 or under bf16 autocast). All start from the
 same seed-123 weights, so their per-step losses (in `extra_info["losses"]`) compare.
 """
@@ -24,7 +24,7 @@ from bench_helpers import (
 )
 
 from ftkit.bench import train_flops_per_token
-from reference.fast import make_optimizer, train_step
+from ftkit.engine.fast import make_optimizer, train_step
 
 LR, WEIGHT_DECAY = 5e-5, 0.1  # the book's §7.6 settings
 WARMUP = 1  # the first step allocates gradients and optimizer state

@@ -12,7 +12,7 @@ from ftkit.asserts import assert_equal
 @pytest.fixture(scope="module")
 def tokenizer():
     # Tooling, not an exercise: imported directly.
-    from reference.tokenizer import get_tokenizer
+    from ftkit.io.tokenizer import get_tokenizer
 
     return get_tokenizer()
 

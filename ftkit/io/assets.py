@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from reference.files import new_file_mode, write_text_atomic
+from ftkit.io.files import new_file_mode, write_text_atomic
 
 CHUNK = 1 << 20
 TIMEOUT = (10, 60)  # (connect, read) seconds: fail fast on a dead host, tolerate slow bodies

@@ -10,7 +10,7 @@ import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
-from reference.assets import ASSETS, fetch
+from ftkit.io.assets import ASSETS, fetch
 
 N_VOCAB = 50257  # GPT-2's vocabulary: 50,000 merges + 256 byte tokens + <|endoftext|>
 EOT_ID = 50256  # the id of "<|endoftext|>", GPT-2's end-of-text and the book's padding token

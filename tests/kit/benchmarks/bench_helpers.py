@@ -15,7 +15,7 @@ from functools import cache
 import pytest
 import torch
 
-from reference.fast import prepare_fast
+from ftkit.engine.fast import prepare_fast
 from reference.model import GPTModel, get_config
 
 SIZES = ("tiny", "gpt2-small", "gpt2-medium")
@@ -102,12 +102,12 @@ def cases(kinds: tuple[str, ...], sizes: tuple[str, ...] = SIZES, repeats: int |
 @cache
 def instruction_batches(batch_size: int = 8) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
     """The book's training batches (935 entries, seed 123, drop_last) and one epoch's token count."""
+    from ftkit.io.tokenizer import get_tokenizer
     from reference.instruction_data import (
         create_instruction_loaders,
         load_instruction_data,
         split_data,
     )
-    from reference.tokenizer import get_tokenizer
 
     train, test, val = split_data(load_instruction_data())
     loader, _, _ = create_instruction_loaders(

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
-from reference.tokenizer import get_tokenizer  # tooling, not an exercise
+from ftkit.io.tokenizer import get_tokenizer  # tooling, not an exercise
 
 SPAM = [
     "WINNER!! You have won a 1000 cash prize. Call now to claim",

@@ -1,4 +1,4 @@
-"""`reference.assets.fetch`: cache, mirror, download (local HTTP server only), verification."""
+"""`ftkit.io.assets.fetch`: cache, mirror, download (local HTTP server only), verification."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from werkzeug import Response
 
-from reference import assets
-from reference.assets import ASSETS, Asset, AssetError, fetch
+from ftkit.io import assets
+from ftkit.io.assets import ASSETS, Asset, AssetError, fetch
 
 BODY = b"instruction, input, output\n" * 50
 

@@ -18,7 +18,7 @@ import pytest
 
 import reference.judge as judge_tooling
 from ftkit.asserts import assert_equal
-from reference.assets import fetch
+from ftkit.io.assets import fetch
 from tests.fake_ollama import running_fake_ollama
 
 RESPONSE = re.compile(r"score the model response `(.*)` on a scale from 0 to 100", re.S)

@@ -12,7 +12,7 @@ import torch
 from llms_from_scratch import ch04 as book
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
-from reference.tokenizer import get_tokenizer
+from ftkit.io.tokenizer import get_tokenizer
 
 
 def small_config(ref, **overrides) -> dict:

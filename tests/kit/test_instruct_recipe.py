@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
+from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
 from reference.collate import IGNORE_INDEX
 from reference.instruction_data import format_input, load_instruction_data, split_data
-from reference.tokenizer import get_tokenizer
 
 LIMIT = 10  # 8 train entries, 1 test, 1 validation
 # Batches of 2 cut to 64 tokens: 4 quick steps per epoch, so epoch 2 holds an evaluation (step 5).
@@ -243,7 +243,7 @@ def test_bad_dataset_path_is_a_clear_error(tmp_path):
 @pytest.mark.weights
 def test_book_sft_run_with_gpt2_medium(tmp_path):
     """§7.6: 2 epochs from GPT-2 355M bring the validation loss to ~0.66 (book), and §7.6's sample reads right."""
-    from reference.assets import AssetError
+    from ftkit.io.assets import AssetError
     from reference.evaluation import extract_response
     from reference.generation import generate, text_to_token_ids, token_ids_to_text
 

@@ -18,7 +18,7 @@ from llms_from_scratch import ch05 as book5
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
-from reference.tokenizer import get_tokenizer
+from ftkit.io.tokenizer import get_tokenizer
 
 MAX_LEN = 24  # truncate instruction examples: enough text to learn from, fast on CPU
 LOG_LINE = re.compile(

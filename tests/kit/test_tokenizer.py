@@ -1,4 +1,4 @@
-"""`reference.tokenizer.get_tokenizer`: GPT-2's BPE, built offline, equal to tiktoken's own "gpt2"."""
+"""`ftkit.io.tokenizer.get_tokenizer`: GPT-2's BPE, built offline, equal to tiktoken's own "gpt2"."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftkit.asserts import assert_equal
-from reference.assets import ASSETS, fetch
-from reference.tokenizer import get_tokenizer
+from ftkit.io.assets import ASSETS, fetch
+from ftkit.io.tokenizer import get_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Generation benchmarks: the book's `generate` (book §5.3) vs `reference.fast.generate_cached`.
+"""Generation benchmarks: the book's `generate` (book §5.3) vs `ftkit.engine.fast.generate_cached`.
 
 Greedy decoding of FTKIT_BENCH_NEW_TOKENS (default 256) new tokens after the first test
 entry's Alpaca prompt, on a seed-123 random-init model in eval mode. With timing disabled
@@ -11,14 +11,14 @@ import pytest
 import torch
 from bench_helpers import build_model, cases, device_name, env_int
 
-from reference.fast import generate_cached
+from ftkit.engine.fast import generate_cached
 
 GENERATORS = ("book", "kv-cache")
 
 
 def prompt_ids(device: str) -> torch.Tensor:
+    from ftkit.io.tokenizer import get_tokenizer
     from reference.instruction_data import format_input, load_instruction_data, split_data
-    from reference.tokenizer import get_tokenizer
 
     _, test, _ = split_data(load_instruction_data())
     ids = get_tokenizer().encode(format_input(test[0]))

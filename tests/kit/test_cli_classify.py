@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ftkit.cli import main
-from reference.tokenizer import get_tokenizer
+from ftkit.io.tokenizer import get_tokenizer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ftkit.io.tokenizer import get_tokenizer
 from reference.collate import custom_collate_fn
 from reference.instruction_data import InstructionDataset, load_instruction_data, split_data
-from reference.tokenizer import get_tokenizer
 
 
 @pytest.fixture(scope="module")

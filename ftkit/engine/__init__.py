@@ -1,0 +1,1 @@
+"""The kit's training engine: the fast path, and the resumable trainer around the book's step functions."""
