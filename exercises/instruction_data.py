@@ -1,4 +1,4 @@
-"""Exercises: instruction data — load, format as prompts, split, tokenize, batch (book §7.2–7.4).
+"""Exercises: instruction data — format entries as prompts, split, tokenize (book §7.2-7.3).
 
 Items of `InstructionDataset` are plain token-id lists; with `mask_instruction=True`
 (exercise 7.2) they are `InstructionItem(prompt_length, token_ids)` pairs, where
@@ -9,18 +9,11 @@ Items of `InstructionDataset` are plain token-id lists; with `mask_instruction=T
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from exercises.collate import (  # noqa: F401  (your collate: what the loaders batch with)
-    IGNORE_INDEX,
-    PAD_TOKEN_ID,
-    InstructionItem,
-    custom_collate_fn,
-)
-from ftkit.io.assets import fetch  # noqa: F401  (fetch("instruction-data") gives the file)
+from exercises.collate import InstructionItem
 
 ENTRY_KEYS = ("instruction", "input", "output")
 PROMPT_STYLES = ("alpaca", "phi3")
@@ -30,30 +23,11 @@ ALPACA_PREAMBLE = (
 )
 
 
-def load_instruction_data(path: str | Path | None = None) -> list[dict[str, str]]:
-    """Read and validate the instruction data set, a JSON list of entries (book §7.2).
-
-    Without `path` the book's 1100-entry file is fetched (verified) via the kit's assets.
-    """
-    raise NotImplementedError(
-        "json-load the file (default fetch('instruction-data')); check every entry has string "
-        "instruction/input/output and name the entry index in errors (book §7.2)"
-    )
-
-
-def format_input(entry: dict[str, str], style: str = "alpaca") -> str:
+def format_input(entry: dict[str, str], *, style: str = "alpaca") -> str:
     """The prompt: instruction, plus the input section only when the input is not empty (book §7.2)."""
     raise NotImplementedError(
         "ALPACA_PREAMBLE + '\\n\\n### Instruction:\\n' + instruction, then "
         "'\\n\\n### Input:\\n' + input only if input is non-empty (book §7.2; phi3: exercise 7.1)"
-    )
-
-
-def format_response(entry: dict[str, str], style: str = "alpaca") -> str:
-    """The response part appended to the prompt for training: header + desired output (book §7.2)."""
-    raise NotImplementedError(
-        "'\\n\\n### Response:\\n' + output for alpaca; '\\n<|assistant|>:\\n' + output for "
-        "phi3 (book §7.2, exercise 7.1)"
     )
 
 
@@ -63,7 +37,7 @@ def split_data(
     """Split in order into (train, test, validation); validation gets the remainder (book §7.2)."""
     raise NotImplementedError(
         "train = first int(n * train_frac), test = next int(n * test_frac), validation = "
-        "the rest; reject fractions outside [0, 1] or summing above 1 (book §7.2)"
+        "the rest (book §7.2)"
     )
 
 
@@ -78,12 +52,15 @@ class InstructionDataset(Dataset):
         self,
         data: Sequence[dict[str, str]],
         tokenizer: Any,
+        *,
         style: str = "alpaca",
         mask_instruction: bool = False,
     ):
         raise NotImplementedError(
-            "tokenize format_input(entry) + format_response(entry) for every entry once, here "
-            "(book §7.3); keep len(tokenizer.encode(prompt)) too for exercise 7.2"
+            "tokenize format_input(entry) + f'\\n\\n### Response:\\n{entry[\"output\"]}' for "
+            "every entry once, here (book §7.3); phi3's response is "
+            "'\\n<|assistant|>:\\n' + output (exercise 7.1); keep "
+            "len(tokenizer.encode(prompt)) too for exercise 7.2"
         )
 
     def __getitem__(self, index: int) -> list[int] | InstructionItem:
@@ -94,27 +71,3 @@ class InstructionDataset(Dataset):
 
     def __len__(self) -> int:
         raise NotImplementedError("the number of entries (book §7.3)")
-
-
-def create_instruction_loaders(
-    train_data: Sequence[dict[str, str]],
-    val_data: Sequence[dict[str, str]],
-    test_data: Sequence[dict[str, str]],
-    tokenizer: Any,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    allowed_max_length: int | None = 1024,
-    device: str = "cpu",
-    style: str = "alpaca",
-    mask_instruction: bool = False,
-    seed: int | None = 123,
-) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Train/validation/test loaders: train shuffled with drop_last, others in order (book §7.3).
-
-    `torch.manual_seed(seed)` is set first, as the book does, so the train order is the book's.
-    """
-    raise NotImplementedError(
-        "torch.manual_seed(seed); collate = functools.partial(custom_collate_fn, device=..., "
-        "allowed_max_length=...); train: shuffle=True, drop_last=True; val/test: neither "
-        "(book §7.3)"
-    )

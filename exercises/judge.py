@@ -1,73 +1,46 @@
 """Exercises: score model responses with a local LLM judge served by Ollama (book §7.8).
 
-Write `judge_prompt`, `query_model`, `parse_score` and `generate_model_scores`; the
-tests run them against a fake Ollama on loopback, so you need no 8B model. Errors,
-the model list, the summary and the histogram are tooling, imported ready-made.
+Write `query_model` and `generate_model_scores`; the tests run them against a fake
+Ollama on loopback (or a fake `query_model`), so you need no 8B model. The kit's
+own judge client, with retries and a resumable scores file, is `ftkit/ollama.py`.
 """
 
 from __future__ import annotations
 
-import os
+import json  # noqa: F401
+import urllib.request  # noqa: F401
 from collections.abc import Sequence
 
-from reference.judge import (  # noqa: F401 - tooling you may use
-    DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    JUDGE_OPTIONS,
-    OllamaError,
-    ensure_model_available,
-    list_models,
-    plot_score_histogram,
-    summarize_scores,
-    tags_url,
+from tqdm import tqdm  # noqa: F401  (the book's progress bar over the entries)
+
+from exercises.instruction_data import format_input  # noqa: F401
+
+DEFAULT_URL = "http://localhost:11434/api/chat"  # Ollama's chat endpoint on this machine
+JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
+JUDGE_PROMPT = (
+    "Given the input `{input}` "
+    "and correct output `{output}`, "
+    "score the model response `{response}`"
+    " on a scale from 0 to 100, where 100 is the best score. "
+    "Respond with the integer number only."
 )
 
 
-def judge_prompt(entry: dict, json_key: str) -> str:
-    """The book's scoring prompt for one entry (book §7.8)."""
-    raise NotImplementedError(
-        "Build the book's f-string: 'Given the input `{format_input(entry)}` and correct output "
-        "`{entry['output']}`, score the model response `{entry[json_key]}` on a scale from 0 to "
-        "100, where 100 is the best score. Respond with the integer number only.' (book §7.8)"
-    )
-
-
-def query_model(
-    prompt: str,
-    model: str = "llama3",
-    url: str = DEFAULT_URL,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    retries: int = 3,
-    backoff: float = 1.0,
-) -> str:
+def query_model(prompt: str, model: str = "llama3", url: str = DEFAULT_URL) -> str:
     """Send `prompt` to an Ollama chat model and return its whole answer (book §7.8)."""
     raise NotImplementedError(
-        "POST {'model', 'messages': [{'role': 'user', 'content': prompt}], 'options': "
-        "JUDGE_OPTIONS} to url, then join message.content of each NDJSON line until done (book §7.8)"
-    )
-
-
-def parse_score(text: str) -> int | None:
-    """The judge's 0-100 score in `text`, or None when there is no usable number."""
-    raise NotImplementedError(
-        "Drop any <think>...</think> block, find the score ('85', 'Score: 85', '85/100'), "
-        "return None when it is missing or outside 0..100 (book §7.8)"
+        "POST json {'model', 'messages': [{'role': 'user', 'content': prompt}], 'options': "
+        "JUDGE_OPTIONS} to url with urllib.request, then join message.content of each NDJSON "
+        "line of the answer (book §7.8)"
     )
 
 
 def generate_model_scores(
-    json_data: Sequence[dict],
-    json_key: str,
-    model: str = "llama3",
-    url: str = DEFAULT_URL,
-    *,
-    scores_path: str | os.PathLike | None = None,
-    progress: bool = True,
+    json_data: Sequence[dict], json_key: str, model: str = "llama3"
 ) -> list[int]:
-    """Ask the judge to score `entry[json_key]` for every entry; scores in entry order (book §7.8)."""
+    """Ask the judge to score `entry[json_key]` for every entry; answers that are no integer are skipped (book §7.8)."""
     raise NotImplementedError(
-        "For each entry: empty response -> 0, else query_model(judge_prompt(...)) and "
-        "parse_score; skip unparsable answers; with scores_path append one JSON line per entry "
-        "and skip entries already in it (book §7.8)"
+        "For each entry (under tqdm): JUDGE_PROMPT.format(input=format_input(entry), "
+        "output=entry['output'], response=entry[json_key]), query_model(prompt, model), "
+        "append int(answer), or print 'Could not convert score: ...' and skip (book §7.8)"
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
-from unittest import mock
 
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
@@ -16,13 +17,27 @@ N_VOCAB = 50257  # GPT-2's vocabulary: 50,000 merges + 256 byte tokens + <|endof
 EOT_ID = 50256  # the id of "<|endoftext|>", GPT-2's end-of-text and the book's padding token
 
 
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set environment variable `name` for the `with` block, then restore (or unset) it."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 @lru_cache(maxsize=1)
 def get_tokenizer() -> tiktoken.Encoding:
     """GPT-2's tokenizer, equal to `tiktoken.get_encoding("gpt2")` but built from local files (book §2.5)."""
     vocab_bpe = fetch("gpt2-vocab-bpe")
     encoder_json = fetch("gpt2-encoder-json")
     # tiktoken would also copy local files into its own cache dir; "" turns that off.
-    with mock.patch.dict(os.environ, {"TIKTOKEN_CACHE_DIR": ""}):
+    with _env("TIKTOKEN_CACHE_DIR", ""):
         ranks = data_gym_to_mergeable_bpe_ranks(
             vocab_bpe_file=str(vocab_bpe),
             encoder_json_file=str(encoder_json),

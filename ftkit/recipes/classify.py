@@ -64,13 +64,8 @@ RESUME_KEYS = (
 
 def write_spam_splits(out_dir: Path, limit: int | None = None) -> dict[str, Path]:
     """The book's balanced 70/10/20 split as CSVs in `out_dir/data`; `limit` keeps N rows per split."""
-    from reference.spam_data import (
-        create_balanced_dataset,
-        load_spam_data,
-        map_labels,
-        random_split,
-        write_splits,
-    )
+    from ftkit.data.spam import load_spam_data, map_labels, write_splits
+    from reference.spam_data import create_balanced_dataset, random_split
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit}: keep at least one row per split")
@@ -156,6 +151,7 @@ def train(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Fine-tune GPT-2 as a spam classifier as the book's chapter 6 (§6.2-6.8); returns paths, accuracies, history."""
+    from ftkit.data.spam import create_spam_loaders
     from ftkit.io.tokenizer import get_tokenizer
     from reference.classifier import (
         add_classification_head,
@@ -163,7 +159,6 @@ def train(
         save_classifier,
         train_classifier_simple,
     )
-    from reference.spam_data import create_spam_loaders
 
     if epochs < 1:
         raise ValueError(f"epochs={epochs}: train at least one epoch")

@@ -102,7 +102,7 @@ def load_dataset(dataset: str = "instruction", limit: int | None = None) -> list
 
     `limit` keeps the first N entries (before the train/test/val split), for quick runs.
     """
-    from reference.instruction_data import load_instruction_data
+    from ftkit.data.instruction import load_instruction_data
 
     if dataset == "instruction":
         data = load_instruction_data()
@@ -593,19 +593,19 @@ def respond(
     The test set is rebuilt from the settings saved beside the model (data set, limit),
     and prompts use the style it was trained with (exercise 7.1's phi3 included).
     """
+    from ftkit.engine.respond import write_test_responses
     from ftkit.io.tokenizer import get_tokenizer
-    from reference.evaluation import generate_test_responses
 
     dev = resolve_device(device)
     gpt, record = load_finetuned(out_dir, model, dev)
     _, test_data, _ = split(load_dataset(record["dataset"], record["limit"]))
     out_path = Path(out_dir) / RESPONSES_FILE
-    answered = generate_test_responses(
+    answered = write_test_responses(
         gpt,
         get_tokenizer(),
         test_data,
         dev,
-        out_path=out_path,
+        out_path,
         max_new_tokens=max_new_tokens,
         style=record["style"],
         progress=progress,
@@ -619,7 +619,7 @@ def respond(
 
 def judge_unavailable(url: str, judge_model: str, timeout: float = 3.0) -> str | None:
     """Why the Ollama judge cannot be used right now (short `/api/tags` check), or None if it can."""
-    from reference.judge import OllamaError, list_models, tags_url
+    from ftkit.ollama import OllamaError, list_models, tags_url
 
     try:
         names = list_models(url, timeout=timeout)
@@ -644,7 +644,7 @@ def judge(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Score the test-set responses 0-100 with an Ollama model (book §7.8); resumable via scores.jsonl."""
-    from reference.judge import generate_model_scores, plot_score_histogram, summarize_scores
+    from ftkit.ollama import plot_score_histogram, score_responses, summarize_scores
 
     out = Path(out_dir)
     responses_path = out / RESPONSES_FILE
@@ -653,7 +653,7 @@ def judge(
             f"no responses at {responses_path}; run `ftkit instruct respond` first"
         )
     entries = json.loads(responses_path.read_text(encoding="utf-8"))
-    scores = generate_model_scores(
+    scores = score_responses(
         entries,
         "model_response",
         judge_model,

@@ -485,8 +485,10 @@ def test_head_outputs_for_do_you_have_time_match_the_book(impl, golden, pretrain
 @pytest.mark.slow
 def test_five_epoch_run_reaches_the_book_accuracies(impl, ref, golden, pretrained_gpt2, tmp_path):
     hp = golden("classifier")["hyperparameters"]
-    paths = ref.prepare_spam_splits(tmp_path)
-    train_loader, val_loader, test_loader = ref.create_spam_loaders(
+    from ftkit.data.spam import create_spam_loaders, prepare_spam_splits
+
+    paths = prepare_spam_splits(tmp_path)
+    train_loader, val_loader, test_loader = create_spam_loaders(
         paths["train"], paths["validation"], paths["test"], get_tokenizer(), batch_size=8
     )
     model = ref.add_classification_head(copy.deepcopy(pretrained_gpt2("124M")))

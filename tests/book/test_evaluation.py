@@ -1,14 +1,13 @@
-"""Test-set responses (book §7.7): extracting the answer, and a resumable generation run."""
+"""Test-set responses (book §7.7): extracting the answer, and the book's response loop.
+
+The kit's resumable run that writes the responses file is tested in tests/kit/test_respond.py.
+"""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from torch import nn
 
-import reference.evaluation as evaluation_tooling
 from ftkit.asserts import assert_equal
 from ftkit.io.tokenizer import get_tokenizer
 
@@ -35,24 +34,6 @@ def tiny_model(ref):
     return ref.GPTModel(ref.get_config("tiny")).eval()
 
 
-class Interrupted(Exception):
-    """Stands in for Ctrl-C in the middle of a run."""
-
-
-class CountingModel(nn.Module):
-    """Wraps a model, counts forward passes, and can fail on the n-th one."""
-
-    def __init__(self, inner: nn.Module, fail_on: int | None = None):
-        super().__init__()
-        self.inner, self.fail_on, self.calls = inner, fail_on, 0
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls == self.fail_on:
-            raise Interrupted(f"interrupted at forward pass {self.calls}")
-        return self.inner(idx)
-
-
 @pytest.fixture(scope="module")
 def expected(ref, golden, tiny_model) -> list[dict]:
     """Each test entry with what greedy generation + the book's slicing give (reference helpers)."""
@@ -61,7 +42,8 @@ def expected(ref, golden, tiny_model) -> list[dict]:
     for book_entry in golden("evaluation")["first_test_entries"]:
         entry = {k: book_entry[k] for k in ("instruction", "input", "output")}
         prompt = ref.format_input(entry)
-        ids = ref.generate(tiny_model, ref.text_to_token_ids(prompt, tokenizer), MAX_NEW, 1024)
+        idx = ref.text_to_token_ids(prompt, tokenizer)
+        ids = ref.generate(tiny_model, idx, MAX_NEW, 1024, eos_id=50256)
         text = ref.token_ids_to_text(ids, tokenizer)
         response = text[len(prompt) :].replace("### Response:", "").strip()
         out.append({**entry, "model_response": response})
@@ -96,71 +78,26 @@ def test_extract_response_phi3_style(impl, ref, book_entries):
     )
 
 
-def test_extract_response_rejects_text_without_the_prompt(book_entries):
+@pytest.mark.beyond_book
+def test_extract_response_rejects_text_without_the_prompt(impl):
     with pytest.raises(ValueError, match="does not start with the prompt"):
-        evaluation_tooling.extract_response("The car is as fast as a bullet.", "### Instruction:")
+        impl.extract_response("The car is as fast as a bullet.", "### Instruction:")
 
 
 # --- generate_test_responses ----------------------------------------------------------
 
 
-def run(impl, model, entries, path, **kwargs):
-    return impl.generate_test_responses(
-        model,
-        get_tokenizer(),
-        entries,
-        "cpu",
-        out_path=path,
-        max_new_tokens=MAX_NEW,
-        eos_id=None,
-        context_size=1024,
-        progress=False,
-        **kwargs,
+def test_responses_are_the_books_greedy_generations(impl, tiny_model, test_entries, expected):
+    answered = impl.generate_test_responses(
+        tiny_model, get_tokenizer(), test_entries, "cpu", MAX_NEW
     )
-
-
-def test_responses_are_greedy_generations_in_the_books_file_format(
-    impl, tiny_model, test_entries, expected, tmp_path
-):
-    path = tmp_path / "instruction-data-with-response.json"
-    before = json.dumps(test_entries)
-    result = run(impl, tiny_model, test_entries, path)
-    assert_equal(result, expected, name="entries", why="each test entry plus its model_response")
-    assert_equal(json.loads(path.read_text(encoding="utf-8")), expected, name="file")
-    assert_equal(json.dumps(test_entries), before, name="test_data (must not be modified)")
-
-
-def test_interrupted_run_resumes_without_redoing_entries(
-    impl, tiny_model, test_entries, expected, tmp_path
-):
-    path = tmp_path / "resumed.json"
-    crashing = CountingModel(tiny_model, fail_on=MAX_NEW + 1)  # first pass of entry 2
-    with pytest.raises(Interrupted):
-        run(impl, crashing, test_entries, path)
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    assert_equal(len(saved), 1, name="entries saved before the interruption")
-
-    counting = CountingModel(tiny_model)
-    run(impl, counting, test_entries, path)
     assert_equal(
-        counting.calls, 2 * MAX_NEW, name="forward passes of the rerun (entries 2 and 3 only)"
+        answered,
+        expected,
+        name="entries",
+        why="each test entry gets its model_response: greedy, up to max_new_tokens, stopping at "
+        "end-of-text, the prompt and '### Response:' removed (book §7.7)",
     )
-    assert_equal(json.loads(path.read_text(encoding="utf-8")), expected, name="resumed file")
-
-
-def test_responses_file_of_another_test_set_is_an_error(impl, tiny_model, test_entries, tmp_path):
-    path = tmp_path / "responses.json"
-    other = [dict(test_entries[0], instruction="Name a primary color.", model_response="Red.")]
-    path.write_text(json.dumps(other), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"entry 0"):
-        run(impl, tiny_model, test_entries, path)
-    assert_equal(json.loads(path.read_text(encoding="utf-8")), other, name="file (left alone)")
-
-
-def test_model_mode_is_restored(tiny_model, test_entries, tmp_path):
-    tiny_model.train()
-    try:
-        run(evaluation_tooling, tiny_model, test_entries[:1], tmp_path / "r.json")
-        assert tiny_model.training, "generate_test_responses must give the model back in train mode"
-    finally:
-        tiny_model.eval()
+    assert_equal(
+        test_entries, expected, name="test_data", why="the book adds model_response in place"
+    )

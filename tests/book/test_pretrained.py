@@ -60,9 +60,11 @@ def test_your_load_weights_into_gpt_matches_the_reference_on_gpt2_124m(
 def test_gpt2_355m_initial_instruction_losses_match_the_book(ref, golden, pretrained_gpt2):
     expected = golden("pretrained")
     model = pretrained_gpt2("355M")
-    data = ref.load_instruction_data()
+    from ftkit.data.instruction import create_instruction_loaders, load_instruction_data
+
+    data = load_instruction_data()
     train_data, test_data, val_data = ref.split_data(data)
-    train_loader, val_loader, _test_loader = ref.create_instruction_loaders(
+    train_loader, val_loader, _test_loader = create_instruction_loaders(
         train_data, val_data, test_data, ref.get_tokenizer(), batch_size=8
     )
     torch.manual_seed(123)  # the book seeds here: the shuffled train batches depend on it (§7.6)

@@ -1,12 +1,18 @@
-"""SMS spam data stage against the values book §6.2–6.3 prints, and bad input."""
+"""SMS spam data stage against the values book §6.2-6.3 prints, and bad input.
+
+Downloading, reading the TSV, mapping labels, writing the split CSVs and the
+loaders are the kit's: tests/kit/test_data_spam.py.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_equal
+from ftkit.data.spam import LABELS, load_spam_data, map_labels, write_splits
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +24,15 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def raw(ref):
-    return ref.load_spam_data()
+def raw():
+    return load_spam_data()
 
 
 @pytest.fixture(scope="module")
-def splits(ref, tmp_path_factory):
-    """The three CSVs written by the reference, for tests of the later steps."""
-    return ref.prepare_spam_splits(tmp_path_factory.mktemp("spam"))
+def splits(ref, raw, tmp_path_factory):
+    """The three CSVs of the book's split (reference code), for tests of the later steps."""
+    parts = ref.random_split(map_labels(ref.create_balanced_dataset(raw)), 0.7, 0.1)
+    return write_splits(*parts, tmp_path_factory.mktemp("spam"))
 
 
 @pytest.fixture
@@ -35,19 +42,6 @@ def g(golden):
 
 def counts(df):
     return {str(k): int(v) for k, v in df["Label"].value_counts().items()}
-
-
-def test_download_gives_the_verified_file(impl, tmp_path):
-    path = impl.download_and_unzip_spam_data()
-    assert path.is_file(), "the extracted SMSSpamCollection file"
-    copy = impl.download_and_unzip_spam_data(tmp_path / "sms" / "SMSSpamCollection.tsv")
-    assert copy.read_bytes() == path.read_bytes(), "data_file_path receives the same bytes"
-
-
-def test_load_spam_data_counts(impl, g):
-    df = impl.load_spam_data()
-    assert_equal(list(df.columns), ["Label", "Text"], name="columns", why="book §6.2")
-    assert_equal(counts(df), g["label_counts"], name="label counts", why="book §6.2")
 
 
 def test_balanced_dataset(impl, raw, g):
@@ -69,15 +63,8 @@ def test_balanced_dataset_is_the_books_sample(impl, raw):
     )
 
 
-def test_map_labels(impl, raw):
-    mapped = impl.map_labels(raw.head(20))
-    want = [{"ham": 0, "spam": 1}[label] for label in raw.head(20)["Label"]]
-    assert_equal(mapped["Label"].tolist(), want, name="labels", why="ham 0, spam 1 (book §6.2)")
-    assert raw.head(20)["Label"].iloc[0] in ("ham", "spam"), "the input frame is not modified"
-
-
 def test_random_split_sizes(impl, ref, raw, g):
-    balanced = ref.map_labels(ref.create_balanced_dataset(raw))
+    balanced = map_labels(ref.create_balanced_dataset(raw))
     train, validation, test = impl.random_split(balanced, 0.7, 0.1)
     sizes = [len(train), len(validation), len(test)]
     assert_equal(sizes, g["split_sizes"], name="split sizes", why="70/10/20 of 1494 (book §6.2)")
@@ -86,29 +73,28 @@ def test_random_split_sizes(impl, ref, raw, g):
     assert train["Text"].tolist() != balanced["Text"].head(len(train)).tolist(), "shuffled"
 
 
-def test_write_splits(impl, ref, raw, tmp_path):
-    parts = ref.random_split(ref.map_labels(ref.create_balanced_dataset(raw)), 0.7, 0.1)
-    paths = impl.write_splits(*parts, tmp_path / "out")
-    assert sorted(p.name for p in paths.values()) == ["test.csv", "train.csv", "validation.csv"]
-    for part, path in zip(parts, (paths["train"], paths["validation"], paths["test"])):
-        back = pd.read_csv(path)
-        assert list(back.columns) == ["Label", "Text"], f"{path.name}: no index column"
-        assert back["Label"].tolist() == part["Label"].tolist(), f"{path.name}: same rows"
-    assert not list((tmp_path / "out").glob("*.tmp")), "no temp files left behind"
-
-
-def test_prepare_spam_splits(impl, tmp_path, g):
-    paths = impl.prepare_spam_splits(tmp_path)
-    sizes = [len(pd.read_csv(paths[name])) for name in ("train", "validation", "test")]
-    assert_equal(sizes, g["split_sizes"], name="CSV row counts", why="book §6.2")
+def test_random_split_is_the_books_shuffle(impl, ref, raw):
+    balanced = map_labels(ref.create_balanced_dataset(raw))
+    train, _, test = impl.random_split(balanced, 0.7, 0.1)
+    shuffled = balanced.sample(frac=1, random_state=123).reset_index(drop=True)
+    assert train["Text"].tolist() == shuffled["Text"][: len(train)].tolist(), (
+        "df.sample(frac=1, random_state=123).reset_index(drop=True), then cut (book §6.2)"
+    )
+    assert test.index[0] == len(shuffled) - len(test), "the index is reset after the shuffle"
 
 
 def test_spam_dataset_pads_to_the_longest(impl, splits, tokenizer, g):
     dataset = impl.SpamDataset(splits["train"], tokenizer)
     assert_equal(dataset.max_length, g["max_length"], name="max_length", why="book §6.3")
+    assert_equal(len(dataset), g["split_sizes"][0], name="len(dataset)", why="one item per row")
     ids, label = dataset[0]
     assert ids.shape == (g["max_length"],) and ids.dtype == torch.long, "padded int64 ids"
-    assert label.dtype == torch.long and label.item() in (0, 1), "an int64 0/1 label"
+    assert label.dtype == torch.long and label.item() in LABELS.values(), "an int64 0/1 label"
+    first = pd.read_csv(splits["train"]).iloc[0]
+    want = tokenizer.encode(first["Text"])
+    assert_equal(ids[: len(want)].tolist(), want, name="ids of the first text")
+    assert (ids[len(want) :] == 50256).all(), "padded with the end-of-text id (book §6.3)"
+    assert_equal(label.item(), int(first["Label"]), name="label of the first row")
 
 
 def test_spam_dataset_truncates_and_pads_to_max_length(impl, splits, tokenizer, g):
@@ -120,43 +106,31 @@ def test_spam_dataset_truncates_and_pads_to_max_length(impl, splits, tokenizer, 
     assert ids[-1].item() == 50256, "padding uses the end-of-text id"
 
 
-def test_loaders_as_printed(impl, splits, tokenizer, g):
-    train_loader, val_loader, test_loader = impl.create_spam_loaders(
-        splits["train"], splits["validation"], splits["test"], tokenizer
-    )
-    n = [len(train_loader), len(val_loader), len(test_loader)]
+def test_book_loaders_as_printed(impl, splits, tokenizer, g):
+    """The book's §6.3 code with your SpamDataset: val/test padded to the training length."""
+    train_dataset = impl.SpamDataset(splits["train"], tokenizer)
+    val_dataset = impl.SpamDataset(splits["validation"], tokenizer, train_dataset.max_length)
+    test_dataset = impl.SpamDataset(splits["test"], tokenizer, train_dataset.max_length)
+    torch.manual_seed(123)
+    loaders = [
+        DataLoader(train_dataset, batch_size=8, shuffle=True, drop_last=True),
+        DataLoader(val_dataset, batch_size=8, drop_last=False),
+        DataLoader(test_dataset, batch_size=8, drop_last=False),
+    ]
+    n = [len(loader) for loader in loaders]
     assert_equal(n, g["num_batches"], name="batches", why="batch 8, drop_last on train (§6.3)")
-    inputs, labels = next(iter(train_loader))
+    inputs, labels = next(iter(loaders[0]))
     assert_equal(list(inputs.shape), g["input_batch_shape"], name="input batch shape", why="§6.3")
     assert_equal(list(labels.shape), g["label_batch_shape"], name="label batch shape", why="§6.3")
-    for loader in (val_loader, test_loader):
-        assert loader.dataset.max_length == g["max_length"], "padded to the TRAIN length (§6.3)"
 
 
 # --- bad input ---------------------------------------------------------------------------
-
-
-def test_missing_file(impl, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.tsv"):
-        impl.load_spam_data(tmp_path / "nope.tsv")
-
-
-def test_bad_label_names_the_row(impl, tmp_path):
-    path = tmp_path / "bad.tsv"
-    path.write_text("ham\thello\nspma\tWIN NOW\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad\.tsv.*row 1.*'spma'"):
-        impl.load_spam_data(path)
 
 
 @pytest.mark.beyond_book
 def test_balance_needs_label_column(impl):
     with pytest.raises(ValueError, match="Label"):
         impl.create_balanced_dataset(pd.DataFrame({"Text": ["a"]}))
-
-
-def test_map_labels_unknown_label(impl):
-    with pytest.raises(ValueError, match=r"row 1.*'eggs'"):
-        impl.map_labels(pd.DataFrame({"Label": ["ham", "eggs"], "Text": ["a", "b"]}))
 
 
 @pytest.mark.beyond_book
@@ -172,6 +146,9 @@ def test_spam_dataset_bad_csv(impl, tmp_path, tokenizer):
     pd.DataFrame({"Label": ["ham"], "Text": ["hi"]}).to_csv(path, index=None)
     with pytest.raises(ValueError, match=r"unmapped\.csv.*row 0"):
         impl.SpamDataset(path, tokenizer)
+
+
+def test_spam_dataset_missing_file(impl, tmp_path, tokenizer):
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         impl.SpamDataset(tmp_path / "missing.csv", tokenizer)
 

@@ -18,6 +18,7 @@ from llms_from_scratch import ch05 as book5
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 
 MAX_LEN = 24  # truncate instruction examples: enough text to learn from, fast on CPU
@@ -35,7 +36,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def datasets(ref, tokenizer):
     """The first instruction entries of the book's data set (§7.2), tokenized (§7.3)."""
-    data = ref.load_instruction_data()
+    data = load_instruction_data()
     return ref.InstructionDataset(data[:30], tokenizer), ref.InstructionDataset(
         data[-8:], tokenizer
     )

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
+from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
 from reference.collate import IGNORE_INDEX
-from reference.instruction_data import format_input, load_instruction_data, split_data
+from reference.instruction_data import format_input, split_data
 
 LIMIT = 10  # 8 train entries, 1 test, 1 validation
 # Batches of 2 cut to 64 tokens: 4 quick steps per epoch, so epoch 2 holds an evaluation (step 5).

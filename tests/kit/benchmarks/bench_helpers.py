@@ -102,12 +102,9 @@ def cases(kinds: tuple[str, ...], sizes: tuple[str, ...] = SIZES, repeats: int |
 @cache
 def instruction_batches(batch_size: int = 8) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
     """The book's training batches (935 entries, seed 123, drop_last) and one epoch's token count."""
+    from ftkit.data.instruction import create_instruction_loaders, load_instruction_data
     from ftkit.io.tokenizer import get_tokenizer
-    from reference.instruction_data import (
-        create_instruction_loaders,
-        load_instruction_data,
-        split_data,
-    )
+    from reference.instruction_data import split_data
 
     train, test, val = split_data(load_instruction_data())
     loader, _, _ = create_instruction_loaders(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 from reference.collate import custom_collate_fn
-from reference.instruction_data import InstructionDataset, load_instruction_data, split_data
+from reference.instruction_data import InstructionDataset, split_data
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ GENERATORS = ("book", "kv-cache")
 
 
 def prompt_ids(device: str) -> torch.Tensor:
+    from ftkit.data.instruction import load_instruction_data
     from ftkit.io.tokenizer import get_tokenizer
-    from reference.instruction_data import format_input, load_instruction_data, split_data
+    from reference.instruction_data import format_input, split_data
 
     _, test, _ = split_data(load_instruction_data())
     ids = get_tokenizer().encode(format_input(test[0]))
