@@ -86,7 +86,10 @@ def versions() -> list[tuple[str, str]]:
     """(name, version or what its absence means) for Python, the libraries and the kit."""
     rows = [
         ("Python", f"{platform.python_version()} ({platform.system()} {platform.machine()})"),
-        ("torch", torch.__version__ + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else "")),
+        (
+            "torch",
+            torch.__version__ + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else ""),
+        ),
     ]
     optional = {
         "tiktoken": "missing: the book's tokenizer; pip install -e .",
@@ -148,7 +151,9 @@ def cpu_bf16(flags: set[str], capability: str) -> str:
 
 def accelerators() -> list[str]:
     """The non-CPU devices torch can use here: `cuda:0`, `cuda:1`, ..., `mps`."""
-    found = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    found = (
+        [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     if torch.backends.mps.is_available():
         found.append("mps")
     return found
@@ -246,7 +251,8 @@ def compare_runs(
             f"(first loss 19.9 instead of 3.826); {MPS_HINT}"
         )
     if second is not None and (
-        second.loss != first.loss or any(not torch.equal(first.grads[n], second.grads[n]) for n in first.grads)
+        second.loss != first.loss
+        or any(not torch.equal(first.grads[n], second.grads[n]) for n in first.grads)
     ):
         result.notes.append(
             f"two identical runs on {device} gave different numbers (non-deterministic "
