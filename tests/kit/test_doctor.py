@@ -159,3 +159,33 @@ def test_missing_tensorflow_says_it_is_only_for_openai_checkpoints(monkeypatch):
     rows = dict(doctor.versions())
     assert "only needed for OpenAI's TensorFlow checkpoints" in rows["tensorflow"]
     assert "[tf]" in rows["tensorflow"]
+
+
+@pytest.fixture
+def cpu_checked_as_wrong_gpu(fake_gpu, monkeypatch):
+    """The recipes train on the CPU, but their device check sees a (fake) GPU with wrong losses."""
+    fake_gpu.wrong = lambda result, n: shifted(result, loss=16.1)
+    monkeypatch.setattr(doctor, "resolve", lambda device: "cuda:0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model trains faster on one (shared) core
+    yield fake_gpu
+    torch.set_num_threads(threads)
+
+
+def test_classify_train_prints_the_verdict_when_its_device_fails(
+    cpu_checked_as_wrong_gpu, tmp_path, capsys
+):
+    args = ["classify", "train", "--model", "tiny", "--limit", "8", "--epochs", "1"]
+    assert main([*args, "--device", "cpu", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: device check failed on cuda:0" in out and "ftkit doctor" in out
+
+
+def test_check_prints_the_verdict_when_the_device_fails(
+    cpu_checked_as_wrong_gpu, monkeypatch, capsys
+):
+    from ftkit.commands import check
+
+    monkeypatch.setattr(check, "check_once", lambda *args: 0)
+    assert main(["check"]) == 0
+    assert "warning: device check failed on cuda:0" in capsys.readouterr().err
