@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("data", "weights", "classify", "instruct", "bench", "check")
+COMMANDS = ("data", "weights", "classify", "instruct", "bench", "check", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,6 +125,9 @@ def watch(impl: str, keyword: str | None, report: Path | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftkit.doctor import report_device
+
+    report_device("auto", say=lambda line: print(line, file=sys.stderr))  # a GPU that is wrong
     if args.stage:
         from ftkit.progress import stage_modules
 

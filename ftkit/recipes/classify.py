@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ftkit.doctor import report_device
 from ftkit.recipes.instruct import (
     atomic_write_json,
     build_model,
@@ -168,6 +169,7 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    report_device(dev, say)  # one line when this device computes wrong
 
     csvs = write_spam_splits(out, limit)
     train_loader, val_loader, test_loader = create_spam_loaders(

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ftkit.doctor import report_device
 from ftkit.io.files import atomic_path, write_text_atomic
 from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
 
@@ -451,6 +452,7 @@ def finetune(
     out.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out, preset)
     dev = resolve_device(device)
+    report_device(dev, say)  # one line when this device computes wrong
 
     data = load_dataset(dataset, limit)
     train_data, test_data, val_data = split(data)
@@ -597,6 +599,7 @@ def respond(
     from ftkit.io.tokenizer import get_tokenizer
 
     dev = resolve_device(device)
+    report_device(dev, say)  # one line when this device computes wrong
     gpt, record = load_finetuned(out_dir, model, dev)
     _, test_data, _ = split(load_dataset(record["dataset"], record["limit"]))
     out_path = Path(out_dir) / RESPONSES_FILE

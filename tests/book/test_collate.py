@@ -127,9 +127,10 @@ def test_masked_sample_matches_exercise_solution(impl, ref, golden):
 
 def test_agrees_with_the_books_package_on_the_trap():
     """Peer check: the book's own custom_collate_fn does the same with 50256 inside a text."""
-    from llms_from_scratch.ch07 import custom_collate_fn as book_collate
-
     from reference.collate import custom_collate_fn
+    from tests.book_package import book_module
+
+    book_collate = book_module("ch07").custom_collate_fn
 
     batch = [[1, 50256, 2, 3], [50256, 5], [6, 7, 8, 9, 50256, 10]]
     for limit in (None, 4):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from llms_from_scratch import ch04 as book4
-from llms_from_scratch import ch05 as book5
 from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
+from tests.book_package import book_module
+
+book4 = book_module("ch04")
+book5 = book_module("ch05")
 
 BOOK_124M = {
     "vocab_size": 50257,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from llms_from_scratch import ch04 as book
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
+from tests.book_package import book_module
+
+book = book_module("ch04")
 
 
 def small_config(ref, **overrides) -> dict:

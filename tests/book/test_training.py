@@ -14,12 +14,14 @@ from functools import partial
 
 import pytest
 import torch
-from llms_from_scratch import ch05 as book5
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
+from tests.book_package import book_module
+
+book5 = book_module("ch05")
 
 MAX_LEN = 24  # truncate instruction examples: enough text to learn from, fast on CPU
 LOG_LINE = re.compile(

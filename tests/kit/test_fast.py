@@ -11,13 +11,15 @@ import copy
 
 import pytest
 import torch
-from llms_from_scratch import ch04 as book4
-from llms_from_scratch import ch05 as book5
 from torch import nn
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.engine import fast
 from reference.model import GPTModel, get_config
+from tests.book_package import book_module
+
+book4 = book_module("ch04")
+book5 = book_module("ch05")
 
 WHY_SAME_MATH = (
     "scaled_dot_product_attention with is_causal=True computes the book's masked, scaled "

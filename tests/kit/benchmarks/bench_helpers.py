@@ -128,9 +128,9 @@ def build_model(size: str, path: str, device: str):
     cfg = get_config(size)
     torch.manual_seed(123)
     if path == "book":
-        from llms_from_scratch.ch04 import GPTModel as BookGPTModel
+        from tests.book_package import book_module
 
-        model = BookGPTModel(cfg)
+        model = book_module("ch04").GPTModel(cfg)
     else:
         model = prepare_fast(GPTModel(cfg))
     return model.to(device), cfg

@@ -31,7 +31,9 @@ def prompt_ids(device: str) -> torch.Tensor:
     cases(GENERATORS, repeats=env_int("FTKIT_BENCH_GEN_REPEATS", 2)),
 )
 def test_generate(benchmark, device, size, repeat, path):
-    from llms_from_scratch.ch05 import generate
+    from tests.book_package import book_module
+
+    generate = book_module("ch05").generate
 
     # Both paths run on the book package's model: the generator is the only difference.
     model, cfg = build_model(size, "book", device)
