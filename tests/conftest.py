@@ -17,7 +17,7 @@ APPROX_DOWNLOAD = {"124M": "~500 MB", "355M": "~1.4 GB", "774M": "~3.1 GB", "155
 
 
 def _missing_weights_message(size: str, reason: str) -> str:
-    from reference.weights import gpt2_dir
+    from ftkit.io.gpt2 import gpt2_dir
 
     return (
         f"GPT-2 {size} weights not found in {gpt2_dir(size)}; on a machine with internet run "
@@ -29,7 +29,7 @@ def _missing_weights_message(size: str, reason: str) -> str:
 def _load_params(size: str, may_download: bool):
     """`download_and_load_gpt2(size)`, skipping the test when the files cannot be had."""
     from ftkit.io.assets import AssetError
-    from reference.weights import GPT2_FILES, cached_gpt2_files, download_and_load_gpt2
+    from ftkit.io.gpt2 import GPT2_FILES, cached_gpt2_files, download_and_load_gpt2
 
     was_cached = len(cached_gpt2_files(size)) == len(GPT2_FILES)
     if not was_cached and not may_download:

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from ftkit.io.assets import AssetError
-    from reference.weights import check_model_size, download_gpt2
+    from ftkit.io.gpt2 import check_model_size, download_gpt2
 
     try:
         size = check_model_size(args.size)
@@ -56,7 +56,7 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from reference.weights import GPT2_FILES, GPT2_SIZES, cached_gpt2_files, gpt2_dir
+    from ftkit.io.gpt2 import GPT2_FILES, GPT2_SIZES, cached_gpt2_files, gpt2_dir
 
     print(f"{'size':<6} {'files':>5} {'MB':>8}  folder")
     for size in GPT2_SIZES:
