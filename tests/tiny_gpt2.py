@@ -135,3 +135,46 @@ def write_tf_checkpoint(folder: Path, arrays) -> Path:
     (folder / "vocab.bpe").write_text("#version: 0.2\n")
     (folder / "model.ckpt.meta").write_text("graph definition, not needed to read variables")
     return folder
+
+
+def write_hf_files(folder: Path, arrays, *, via_transformers: bool = True) -> Path:
+    """config.json and model.safetensors for the tiny model, as a Hugging Face `gpt2` repo holds them.
+
+    `via_transformers`: `GPT2LMHeadModel.save_pretrained` (skips without transformers);
+    else the file is written with safetensors alone, under the key names of the `gpt2`
+    repositories' own file (no `transformer.` prefix, causal-mask buffers included).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if via_transformers:
+        hf_model_from_arrays(arrays).save_pretrained(folder)
+        return folder
+    from safetensors.torch import save_file
+
+    sd = {k.removeprefix("transformer."): v for k, v in hf_state_dict(arrays).items()}
+    for i in range(N_LAYER):
+        sd[f"h.{i}.attn.bias"] = torch.tril(torch.ones(CTX, CTX)).view(1, 1, CTX, CTX)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    config = {
+        "model_type": "gpt2",
+        "vocab_size": VOCAB,
+        "n_positions": CTX,
+        "n_ctx": CTX,
+        "n_embd": D,
+        "n_head": N_HEAD,
+        "n_layer": N_LAYER,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def write_book_pth(path: Path, arrays, ref) -> Path:
+    """The book's converted-weights file for the tiny model: a GPTModel state dict saved with torch.save."""
+    from reference.weights import load_weights_into_gpt
+
+    gpt = ref.GPTModel(tiny_cfg(ref))
+    load_weights_into_gpt(gpt, book_params(arrays))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(gpt.state_dict(), path)
+    return path

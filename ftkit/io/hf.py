@@ -1,15 +1,21 @@
-"""Hugging Face transformers' GPT-2 to and from the book's GPTModel (book §5.5's mapping).
+"""Hugging Face's GPT-2 layout to and from the book's GPTModel and its `params` dict (book §5.5's mapping).
 
 Hugging Face keeps OpenAI's layout: Conv1D weights are (in, out) and query/key/value
-are fused in `c_attn`. It is an independent implementation to check ours against.
-The model-level helpers (`to_hf_model`, `from_hf_model`) need transformers, imported
-only when called (the `hf` extra); the state-dict converters need only torch.
+are fused in `c_attn`, under names such as `h.3.attn.c_attn.weight` (with a
+`transformer.` prefix in GPT2LMHeadModel); transformers is an independent
+implementation to check ours against. `params_from_hf_state_dict` turns such a
+state dict (a `model.safetensors` file) into the book's `params`, and
+`params_from_state_dict` a GPTModel state dict (the book's `.pth` files), so every
+weights source goes through the same `load_weights_into_gpt`. The model-level
+helpers (`to_hf_model`, `from_hf_model`) need transformers, imported only when
+called (the `hf` extra); the state-dict converters need only torch and numpy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -196,3 +202,86 @@ def from_hf_model(hf_model, **overrides) -> nn.Module:
     gpt = GPTModel(cfg)
     gpt.load_state_dict(from_hf_state_dict(hf_model.state_dict(), cfg), strict=True)
     return gpt.eval()
+
+
+# ---------------------------------------------------------------------------
+# Hugging Face / GPTModel state dicts -> the book's params dict
+# ---------------------------------------------------------------------------
+
+
+def _as_array(value) -> np.ndarray:
+    """A float32 numpy copy of a tensor or array (bf16/fp16 files included)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device="cpu", dtype=torch.float32).numpy().copy()
+    return np.asarray(value, dtype=np.float32).copy()
+
+
+def params_from_hf_state_dict(hf_state_dict: Mapping) -> dict:
+    """A Hugging Face GPT-2 state dict (e.g. `model.safetensors`) as the book's `params` (book §5.5).
+
+    Keys may carry GPT2LMHeadModel's `transformer.` prefix or not (the `gpt2` repos'
+    files do not). Hugging Face's Conv1D layout is OpenAI's, so arrays are taken as
+    they are: `h.3.attn.c_attn.weight` becomes `params["blocks"][3]["attn"]["c_attn"]["w"]`,
+    `ln_1.weight`/`bias` become `ln_1` `g`/`b`. GPT-2 ties its output layer to `wte`;
+    an `lm_head.weight` that differs from it is refused (the book's loader copies wte).
+    """
+    sd = {
+        k.removeprefix("transformer."): v
+        for k, v in hf_state_dict.items()
+        if not k.endswith(_HF_BUFFERS)
+    }
+    lm_head = sd.pop("lm_head.weight", None)
+
+    def take(key: str) -> np.ndarray:
+        if key not in sd:
+            raise ValueError(
+                f"Hugging Face GPT-2 state dict has no {key!r} (nor 'transformer.{key}'); "
+                "is it a GPT-2 checkpoint?"
+            )
+        return _as_array(sd.pop(key))
+
+    n_layer = sum(1 for k in sd if k.startswith("h.") and k.endswith(".ln_1.weight"))
+    params: dict = {"wte": take("wte.weight"), "wpe": take("wpe.weight"), "blocks": []}
+    for i in range(n_layer):
+        h = f"h.{i}."
+
+        def pair(name: str, w: str = "w", b: str = "b", h=h) -> dict:
+            return {w: take(f"{h}{name}.weight"), b: take(f"{h}{name}.bias")}
+
+        params["blocks"].append(
+            {
+                "attn": {"c_attn": pair("attn.c_attn"), "c_proj": pair("attn.c_proj")},
+                "mlp": {"c_fc": pair("mlp.c_fc"), "c_proj": pair("mlp.c_proj")},
+                "ln_1": pair("ln_1", "g"),
+                "ln_2": pair("ln_2", "g"),
+            }
+        )
+    params["g"], params["b"] = take("ln_f.weight"), take("ln_f.bias")
+    if sd:
+        raise ValueError(
+            f"Hugging Face GPT-2 state dict has entries a {n_layer}-block GPT-2 does not: "
+            f"{sorted(sd)[:5]}"
+        )
+    if lm_head is not None and not np.array_equal(_as_array(lm_head), params["wte"]):
+        raise ValueError(
+            "lm_head.weight differs from wte.weight: GPT-2 ties them, and the book's "
+            "load_weights_into_gpt copies wte into out_head; is this a pretrained GPT-2?"
+        )
+    return params
+
+
+def params_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """The book's GPTModel state dict (its converted `.pth` files) as the book's `params` (book §5.5).
+
+    The inverse of `load_weights_into_gpt`: weights are transposed back to OpenAI's
+    (in, out) layout and W_query/W_key/W_value concatenated into `c_attn`, so a
+    `.pth` goes through the same loader as every other source.
+    """
+    for key in ("tok_emb.weight", "trf_blocks.0.norm1.scale"):
+        if key not in state_dict:
+            raise ValueError(f"state dict has no {key!r}; is it a GPTModel's (book ch. 4)?")
+    cfg = {
+        "emb_dim": state_dict["tok_emb.weight"].shape[1],
+        "n_layers": sum(1 for k in state_dict if k.endswith(".norm1.scale")),
+    }
+    return params_from_hf_state_dict(to_hf_state_dict(state_dict, cfg))
