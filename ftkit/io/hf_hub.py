@@ -100,6 +100,7 @@ def download_hf_gpt2(
 ) -> Path:
     """Fetch (or find cached) a size's config.json and model.safetensors, verified; return their folder."""
     hub = _import_hub()
+    from huggingface_hub import errors
     from huggingface_hub.utils import (
         are_progress_bars_disabled,
         disable_progress_bars,
@@ -124,9 +125,9 @@ def download_hf_gpt2(
                     endpoint=os.environ.get("HF_ENDPOINT") or None,
                     local_files_only=offline,
                 )
-            except hub.errors.LocalEntryNotFoundError as err:
+            except errors.LocalEntryNotFoundError as err:
                 raise AssetError(_offline_message(size, name, url, models_dir, offline)) from err
-            except (hub.errors.HfHubHTTPError, OSError, ValueError) as err:
+            except (errors.HfHubHTTPError, OSError, ValueError) as err:
                 raise AssetError(
                     f"could not download {name} of {repo} (GPT-2 {size}, commit {commit}) "
                     f"from {url}: {err}\n  Fix: check the network (or HF_ENDPOINT), then rerun "
