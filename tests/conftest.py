@@ -3,8 +3,9 @@
 `pretrained_gpt2("124M")` gives the reference GPTModel with OpenAI's weights loaded
 (book §5.5), in eval mode, built once per size per session: do not train it in
 place (`copy.deepcopy` it first). `gpt2_params("124M")` gives `(settings, params)`
-as `download_and_load_gpt2` returns them, for tests of a learner's
-`load_weights_into_gpt`. Where the weights are not cached and cannot be
+as `ftkit.io.gpt2.download_and_load_gpt2` returns them (from whichever source is
+cached: Hugging Face safetensors, OpenAI's checkpoint or the book's .pth), for
+tests of a learner's `load_weights_into_gpt`. Where the weights are not cached and cannot be
 downloaded (offline, no network, or a run not selecting `-m weights`), both
 skip with instructions.
 """
@@ -17,10 +18,12 @@ APPROX_DOWNLOAD = {"124M": "~500 MB", "355M": "~1.4 GB", "774M": "~3.1 GB", "155
 
 
 def _missing_weights_message(size: str, reason: str) -> str:
-    from reference.weights import gpt2_dir
+    from ftkit.io.gpt2 import gpt2_dir
+    from ftkit.io.hf_hub import hf_snapshot_dir
 
     return (
-        f"GPT-2 {size} weights not found in {gpt2_dir(size)}; on a machine with internet run "
+        f"GPT-2 {size} weights not found in {hf_snapshot_dir(size)} (hf) nor {gpt2_dir(size)} "
+        "(openai, book); on a machine with internet run "
         f"`ftkit weights fetch {size}` ({APPROX_DOWNLOAD.get(size, 'large')}), then "
         f"`pytest -m weights` ({reason})"
     )
@@ -29,20 +32,21 @@ def _missing_weights_message(size: str, reason: str) -> str:
 def _load_params(size: str, may_download: bool):
     """`download_and_load_gpt2(size)`, skipping the test when the files cannot be had."""
     from ftkit.io.assets import AssetError
-    from reference.weights import GPT2_FILES, cached_gpt2_files, download_and_load_gpt2
+    from ftkit.io.gpt2 import cached_sources, download_and_load_gpt2, pick_source
 
-    was_cached = len(cached_gpt2_files(size)) == len(GPT2_FILES)
+    source = pick_source(size)  # a cached source (any of hf, openai, book), else hf
+    was_cached = source in cached_sources(size)
     if not was_cached and not may_download:
         pytest.skip(_missing_weights_message(size, "a plain `pytest` run never downloads them"))
     try:
-        return download_and_load_gpt2(size)
+        return download_and_load_gpt2(size, source=source)
     except AssetError as err:
         if was_cached:
             raise  # the files are there but fail verification: an error, not a skip
         first_line = str(err).splitlines()[0]
         pytest.skip(_missing_weights_message(size, first_line))
-    except ImportError as err:  # TensorFlow missing: the checkpoint cannot be read
-        pytest.skip(f"GPT-2 {size} weights need TensorFlow to read: {err}")
+    except ImportError as err:  # a reader's package missing (TensorFlow for openai's files)
+        pytest.skip(f"GPT-2 {size} weights cannot be read here: {err}")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""`ftkit weights`: download OpenAI's GPT-2 checkpoints and list which sizes are cached.
+"""`ftkit weights`: download GPT-2's pretrained weights from one of three sources; list what is cached.
 
-`ftkit weights fetch 124M [--dir DIR]` gets the seven files of a size (verified,
-atomic, resumable: rerun after an interruption); `ftkit weights list [--dir DIR]`
-shows, per size, how many files are present and where.
+`ftkit weights fetch 124M [--source hf|openai|book] [--dir DIR]` gets a size's files
+(verified, atomic, resumable: rerun after an interruption); `ftkit weights list
+[--dir DIR] [--source S]` shows, per size and source, how many files are present and
+where. The sources are described in `ftkit.io.gpt2`.
 """
 
 from __future__ import annotations
@@ -10,27 +11,46 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ftkit.io.gpt2 import DEFAULT_SOURCE, SOURCE_HELP, SOURCES
+
+SOURCE_CHOICES = "; ".join(f"{name} = {text}" for name, text in SOURCE_HELP.items())
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "weights",
-        help="download OpenAI's pretrained GPT-2 weights; list cached sizes",
-        description="OpenAI's pretrained GPT-2 checkpoints (book §5.5): fetch a size, list the cache.",
+        help="download GPT-2's pretrained weights (hf, openai or book files); list cached sizes",
+        description="GPT-2's pretrained weights (book §5.5): fetch a size, list the cache.",
     )
     actions = parser.add_subparsers(dest="weights_action", metavar="ACTION")
 
     fetch = actions.add_parser("fetch", help="download (or verify cached) files of one size")
     fetch.add_argument("size", help="124M, 355M, 774M or 1558M")
     fetch.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=DEFAULT_SOURCE,
+        help=f"where the weights come from (default: {DEFAULT_SOURCE}, because reading it needs "
+        "only the base install on every Python/OS torch supports, with no TensorFlow and no "
+        f"pickle); {SOURCE_CHOICES}. All three load to the same model",
+    )
+    fetch.add_argument(
         "--dir",
         default=None,
-        help="models folder; files go to DIR/SIZE/ as in the book (default: the kit's cache)",
+        help="models folder; openai/book files go to DIR/SIZE/ as in the book, hf files to "
+        "DIR/models--.../ (default: the kit's cache; Hugging Face's cache for hf)",
     )
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.set_defaults(func=run_fetch)
 
-    listing = actions.add_parser("list", help="which sizes are cached, and where")
+    listing = actions.add_parser("list", help="which sizes are cached, per source, and where")
     listing.add_argument("--dir", default=None, help="models folder to look in (default: cache)")
+    listing.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=None,
+        help="list one source only (default: openai's table, then hf's and book's)",
+    )
     listing.set_defaults(func=run_list)
 
     parser.set_defaults(func=lambda args: parser.print_help(sys.stderr) or 2)
@@ -38,31 +58,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from ftkit.io.assets import AssetError
-    from reference.weights import check_model_size, download_gpt2
+    from ftkit.io.gpt2 import check_model_size, fetch_gpt2
 
     try:
         size = check_model_size(args.size)
     except ValueError as err:
         print(f"ftkit weights fetch: {err}", file=sys.stderr)
         return 2
+    source = getattr(args, "source", DEFAULT_SOURCE)
     try:
-        folder = download_gpt2(size, args.dir, progress=not args.quiet)
+        folder = fetch_gpt2(size, args.dir, source=source, progress=not args.quiet)
     except AssetError as err:
         print(f"ftkit weights fetch: {err}", file=sys.stderr)
         print("finished files are kept; rerun the same command to resume", file=sys.stderr)
+        return 1
+    except ImportError as err:
+        print(f"ftkit weights fetch: {err}", file=sys.stderr)
         return 1
     print(f"GPT-2 {size}: all files verified in {folder}")
     return 0
 
 
-def run_list(args: argparse.Namespace) -> int:
-    from reference.weights import GPT2_FILES, GPT2_SIZES, cached_gpt2_files, gpt2_dir
+def _print_table(source: str, models_dir) -> None:
+    from ftkit.io.gpt2 import GPT2_SIZES, source_files
 
     print(f"{'size':<6} {'files':>5} {'MB':>8}  folder")
     for size in GPT2_SIZES:
-        folder = gpt2_dir(size, args.dir)
-        present = cached_gpt2_files(size, args.dir)
+        folder, present, total = source_files(size, source, models_dir)
         megabytes = sum((folder / f).stat().st_size for f in present) / 1e6
         shown = f"{megabytes:8.1f}" if present else f"{'-':>8}"
-        print(f"{size:<6} {len(present):>2}/{len(GPT2_FILES)} {shown}  {folder}")
+        print(f"{size:<6} {len(present):>2}/{total} {shown}  {folder}")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    only = getattr(args, "source", None)
+    if only is not None:
+        print(f"{only}: {SOURCE_HELP[only]}")
+        _print_table(only, args.dir)
+        return 0
+    # OpenAI's table first, exactly as before the other sources existed; then the others.
+    _print_table("openai", args.dir)
+    for source in SOURCES:
+        if source != "openai":
+            print(f"\n{source}: {SOURCE_HELP[source]}")
+            _print_table(source, args.dir)
     return 0

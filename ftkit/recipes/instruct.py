@@ -237,7 +237,8 @@ def build_model(
     model = GPTModel(get_config(name))
     if name == "tiny":
         return model, False
-    from reference.weights import download_and_load_gpt2, load_weights_into_gpt
+    from ftkit.io.gpt2 import download_and_load_gpt2
+    from reference.weights import load_weights_into_gpt
 
     loaded = download_and_load_gpt2(preset_size(name), models_dir=models_dir)
     params = loaded[1] if isinstance(loaded, tuple) else loaded  # (settings, params) as the book

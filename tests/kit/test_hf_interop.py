@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_tensor_equal
-from reference import weights
+from ftkit.io import hf
 
 transformers = pytest.importorskip("transformers", reason="needs the hf extra")
 
@@ -65,19 +65,19 @@ def our_model(ref):
 def test_hf_weights_in_our_model_give_hf_logits(ref, hf_model, token_ids):
     cfg = tiny_cfg(ref)
     gpt = ref.GPTModel(cfg).eval()
-    gpt.load_state_dict(weights.from_hf_state_dict(hf_model.state_dict(), cfg), strict=True)
+    gpt.load_state_dict(hf.from_hf_state_dict(hf_model.state_dict(), cfg), strict=True)
     with torch.no_grad():
         ours, theirs = gpt(token_ids), hf_model(token_ids).logits
     assert_tensor_equal(ours, theirs, name="logits", why=WHY, atol=1e-5)
 
 
 def test_our_weights_in_hf_model_give_our_logits(our_model, token_ids):
-    hf = weights.to_hf_model(our_model)
-    assert not hf.config.tie_word_embeddings, "an untied out_head needs an untied HF lm_head"
+    converted = hf.to_hf_model(our_model)
+    assert not converted.config.tie_word_embeddings, "an untied out_head needs an untied lm_head"
     with torch.no_grad():
-        theirs, ours = hf(token_ids).logits, our_model(token_ids)
+        theirs, ours = converted(token_ids).logits, our_model(token_ids)
     assert_tensor_equal(theirs, ours, name="logits", why=WHY, atol=1e-5)
-    back = weights.from_hf_model(hf)
+    back = hf.from_hf_model(converted)
     for key, value in our_model.state_dict().items():
         assert_tensor_equal(
             back.state_dict()[key], value, name=key, why="a round trip only moves numbers"
@@ -85,7 +85,7 @@ def test_our_weights_in_hf_model_give_our_logits(our_model, token_ids):
 
 
 def test_hf_state_dict_has_every_hf_parameter(ref, our_model, hf_model):
-    converted = weights.to_hf_state_dict(our_model.state_dict(), tiny_cfg(ref))
+    converted = hf.to_hf_state_dict(our_model.state_dict(), tiny_cfg(ref))
     expected = {k: v.shape for k, v in hf_model.state_dict().items()}
     expected = {
         k: s for k, s in expected.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))
@@ -96,17 +96,17 @@ def test_hf_state_dict_has_every_hf_parameter(ref, our_model, hf_model):
 def test_hf_state_dict_with_more_blocks_than_cfg_is_rejected(ref, hf_model):
     cfg = ref.get_config("tiny", context_length=128, n_layers=1)
     with pytest.raises(ValueError, match=r"h\.1\..*n_layers"):
-        weights.from_hf_state_dict(hf_model.state_dict(), cfg)
+        hf.from_hf_state_dict(hf_model.state_dict(), cfg)
 
 
 def test_hf_state_dict_missing_a_tensor_names_it(ref, hf_model):
     sd = dict(hf_model.state_dict())
     del sd["transformer.h.1.mlp.c_fc.bias"]
     with pytest.raises(ValueError, match=r"h\.1\.mlp\.c_fc\.bias"):
-        weights.from_hf_state_dict(sd, tiny_cfg(ref))
+        hf.from_hf_state_dict(sd, tiny_cfg(ref))
 
 
 def test_missing_transformers_says_which_extra(monkeypatch, ref):
     monkeypatch.setitem(__import__("sys").modules, "transformers", None)
     with pytest.raises(ImportError, match=r"llm-finetune-kit\[hf\]"):
-        weights.hf_config(tiny_cfg(ref))
+        hf.hf_config(tiny_cfg(ref))
