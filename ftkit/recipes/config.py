@@ -1,0 +1,64 @@
+"""Each recipe's settings, declared once: the CLI flags and the resume-key set derive from them.
+
+A field's default is the book's value; `setting(..., help)` makes it a flag of
+`ftkit classify train` / `ftkit instruct`, `resume=True` a setting that a checkpoint
+and the run resuming from it must share (see `ftkit.recipes.settings`). This module
+imports no torch, so `ftkit --help` stays quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftkit.recipes.settings import setting
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Every setting of `ftkit classify train`, with the book's values as defaults (§6.2-6.7)."""
+
+    model: str = setting(
+        "gpt2-small (124M)",  # the book's CHOOSE_MODEL in §6.4
+        "GPT-2 preset ('gpt2-small' = '124M', '355M', ...) or 'tiny' (a small random-init "
+        "model that needs no download; not GPT-2). Default: the book's 124M",
+        resume=True,
+    )
+    epochs: int = setting(5, "training epochs (book: 5)")
+    limit: int | None = setting(
+        None, "use only the first N texts of each split", resume=True, type=int
+    )
+    trainable: str = setting(
+        "last_block",
+        "what to fine-tune: last block + final norm + head (book), all (exercise 6.2), head only",
+        resume=True,
+        choices=("last_block", "all", "head"),
+    )
+    token_position: str = setting(
+        "last",
+        "which output token classifies: last (book) or first (exercise 6.3)",
+        resume=True,
+        choices=("last", "first"),
+    )
+    pad_to_context: bool = setting(
+        False,
+        "pad every text to the model's context (1024) instead of the longest (exercise 6.1)",
+        resume=True,
+    )
+    resume: bool = setting(False, "continue from the last epoch checkpoint in --out")
+    out: Path = setting(
+        Path("spam-classifier"), "folder for every file written (default: ./spam-classifier)"
+    )
+    device: str = setting(
+        "auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES
+    )
+    models_dir: Path | None = setting(None, "where GPT-2 weights are cached", type=Path)
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")
+    batch_size: int = setting(8, resume=True)
+    lr: float = setting(5e-5, resume=True)
+    weight_decay: float = setting(0.1, resume=True)
+    eval_freq: int = setting(50, resume=True)
+    eval_iter: int = setting(5, resume=True)
+    seed: int = setting(123, resume=True)
