@@ -62,3 +62,72 @@ class ClassifyConfig:
     eval_freq: int = setting(50, resume=True)
     eval_iter: int = setting(5, resume=True)
     seed: int = setting(123, resume=True)
+
+
+@dataclass(frozen=True)
+class InstructConfig:
+    """Every setting of `ftkit instruct`, with the book's values as defaults (§7.2-7.8)."""
+
+    model: str = setting(
+        "gpt2-medium (355M)",  # the book's CHOOSE_MODEL in §7.5
+        "GPT-2 preset ('gpt2-medium (355M)', '124M', '774M', ...) or 'tiny' (a small "
+        "random-init model for quick checks; not GPT-2). Default: the book's 355M",
+        resume=True,
+    )
+    epochs: int = setting(2, "training epochs (book: 2)")
+    limit: int | None = setting(
+        None, "use only the first N entries (quick runs)", resume=True, type=int
+    )
+    style: str = setting(
+        "alpaca",
+        "prompt style: alpaca (book) or phi3 (exercise 7.1)",
+        resume=True,
+        choices=("alpaca", "phi3"),
+    )
+    mask_instruction: bool = setting(
+        False, "ignore the prompt's tokens in the loss (exercise 7.2)", resume=True
+    )
+    lora_rank: int | None = setting(
+        None, "train LoRA adapters of this rank (exercise 7.4)", resume=True, type=int
+    )
+    # The book's exercise 7.4 solution: rank 16, alpha 16.
+    lora_alpha: float = setting(16.0, "LoRA alpha (default 16, as the book)", resume=True)
+    dataset: str = setting(
+        "instruction",
+        "instruction (book, 1,100 entries), alpaca (Alpaca 52k, exercise 7.3) or the path "
+        "of an Alpaca-format JSON file",
+        resume=True,
+    )
+    sort_by_length: bool = setting(
+        False,
+        "batch entries of similar length together (less padding; not the book's order)",
+        resume=True,
+    )
+    resume: bool = setting(False, "continue training from the last epoch checkpoint in --out")
+    out: Path = setting(Path("."), "folder for every file written (default: .)")
+    device: str = setting(
+        "auto",
+        "where to train and generate (auto: cuda, then mps, then cpu)",
+        choices=DEVICES,
+    )
+    max_new_tokens: int | None = setting(
+        None,
+        "response length limit when generating (book: 256; 32 for the random-init tiny "
+        "model, whose answers are gibberish anyway)",
+        type=int,
+    )
+    judge_url: str = setting(
+        "http://localhost:11434/api/chat",
+        "Ollama chat endpoint of the judge (book: localhost:11434)",
+    )
+    judge_model: str = setting("llama3", "Ollama judge model (book: llama3)")
+    batch_size: int = setting(8, resume=True)
+    lr: float = setting(5e-5, resume=True)
+    weight_decay: float = setting(0.1, resume=True)
+    eval_freq: int = setting(5, resume=True)
+    eval_iter: int = setting(5, resume=True)
+    # None: the model's context for the book's data (§7.3), 512 for Alpaca-format files.
+    allowed_max_length: int | None = setting(None, resume=True)
+    seed: int = setting(123, resume=True)
+    models_dir: Path | None = setting(None)
+    progress: bool = setting(False)  # a bar per epoch while training (the CLI shows none)
