@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
-from ftkit.io.tokenizer import get_tokenizer
 from ftkit.engine import trainer
+from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
 from reference.collate import IGNORE_INDEX
 from reference.instruction_data import (
