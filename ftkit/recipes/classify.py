@@ -30,10 +30,13 @@ import torch
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import classification_steps, fit
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
+from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes.config import ClassifyConfig
 from ftkit.recipes.runtime import canonical_preset, resolve_device, start, write_json
 from ftkit.recipes.settings import configure, resume_keys
+from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
 from reference.model import get_config
+from reference.spam_data import create_spam_loaders
 
 CHECKPOINT_FILE = "review_classifier-checkpoint.pth"
 DATA_DIR = "data"
@@ -72,15 +75,7 @@ def train(
 
     `config` (default: the book's settings) with keyword `overrides` (`epochs=1`, ...).
     """
-    from ftkit.io.tokenizer import get_tokenizer
-    from reference.classifier import add_classification_head, calc_accuracy_loader
-    from reference.spam_data import create_spam_loaders
-
-    if out_dir is not None:
-        overrides["out"] = Path(out_dir)
-    c = configure(ClassifyConfig, config, overrides)
-    if c.epochs < 1:
-        raise ValueError(f"epochs={c.epochs}: train at least one epoch")
+    c = configure(ClassifyConfig, config, overrides, out_dir)
 
     # --- setup: data (§6.2-6.3), device, settings
     preset = canonical_preset(c.model)
@@ -203,9 +198,6 @@ def predict(
     model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
 ) -> list[str]:
     """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8)."""
-    from ftkit.io.tokenizer import get_tokenizer
-    from reference.classifier import classify_review
-
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)
     tokenizer = get_tokenizer()

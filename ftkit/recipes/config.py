@@ -16,20 +16,32 @@ from ftkit.recipes.settings import setting
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def model_setting(default: str, presets: str, tiny: str) -> str:
+    """The `--model` setting: a GPT-2 preset or the random-init `tiny` model; checkpoints must agree."""
+    size = default.partition("(")[2].rstrip(")")
+    return setting(
+        default,
+        f"GPT-2 preset ({presets}) or 'tiny' (a small random-init model {tiny}; not GPT-2). "
+        f"Default: the book's {size}",
+        resume=True,
+    )
+
+
+def limit_setting(what: str) -> int | None:
+    """The `--limit` setting: train on the first N texts only, for quick runs; checkpoints must agree."""
+    return setting(None, f"use only the first N {what}", resume=True, type=int)
+
+
 @dataclass(frozen=True)
 class ClassifyConfig:
     """Every setting of `ftkit classify train`, with the book's values as defaults (§6.2-6.7)."""
 
-    model: str = setting(
-        "gpt2-small (124M)",  # the book's CHOOSE_MODEL in §6.4
-        "GPT-2 preset ('gpt2-small' = '124M', '355M', ...) or 'tiny' (a small random-init "
-        "model that needs no download; not GPT-2). Default: the book's 124M",
-        resume=True,
+    # The book's CHOOSE_MODEL in §6.4.
+    model: str = model_setting(
+        "gpt2-small (124M)", "'gpt2-small' = '124M', '355M', ...", "that needs no download"
     )
     epochs: int = setting(5, "training epochs (book: 5)")
-    limit: int | None = setting(
-        None, "use only the first N texts of each split", resume=True, type=int
-    )
+    limit: int | None = limit_setting("texts of each split")
     trainable: str = setting(
         "last_block",
         "what to fine-tune: last block + final norm + head (book), all (exercise 6.2), head only",
@@ -68,16 +80,12 @@ class ClassifyConfig:
 class InstructConfig:
     """Every setting of `ftkit instruct`, with the book's values as defaults (§7.2-7.8)."""
 
-    model: str = setting(
-        "gpt2-medium (355M)",  # the book's CHOOSE_MODEL in §7.5
-        "GPT-2 preset ('gpt2-medium (355M)', '124M', '774M', ...) or 'tiny' (a small "
-        "random-init model for quick checks; not GPT-2). Default: the book's 355M",
-        resume=True,
+    # The book's CHOOSE_MODEL in §7.5.
+    model: str = model_setting(
+        "gpt2-medium (355M)", "'gpt2-medium (355M)', '124M', '774M', ...", "for quick checks"
     )
     epochs: int = setting(2, "training epochs (book: 2)")
-    limit: int | None = setting(
-        None, "use only the first N entries (quick runs)", resume=True, type=int
-    )
+    limit: int | None = limit_setting("entries (quick runs)")
     style: str = setting(
         "alpaca",
         "prompt style: alpaca (book) or phi3 (exercise 7.1)",

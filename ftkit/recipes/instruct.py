@@ -187,11 +187,7 @@ def finetune(
     from reference.instruction_data import create_instruction_loaders, format_input, split_data
     from reference.training import calc_loss_loader
 
-    if out_dir is not None:
-        overrides["out"] = Path(out_dir)
-    c = configure(InstructConfig, config, overrides)
-    if c.epochs < 1:
-        raise ValueError(f"epochs={c.epochs}: train at least one epoch")
+    c = configure(InstructConfig, config, overrides, out_dir)
     if c.lora_rank is not None and c.lora_rank < 1:
         raise ValueError(f"lora_rank={c.lora_rank}: a LoRA rank is a positive integer")
 

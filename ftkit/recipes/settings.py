@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -67,10 +68,20 @@ def from_args(config_cls: type[C], args: argparse.Namespace) -> C:
     return config_cls(**{name: getattr(args, name) for name in names if hasattr(args, name)})
 
 
-def configure(config_cls: type[C], config: C | None, overrides: Mapping[str, Any]) -> C:
-    """`config` (default: the book's settings) with keyword `overrides`; unknown names are errors."""
+def configure(
+    config_cls: type[C], config: C | None, overrides: dict[str, Any], out_dir: Any = None
+) -> C:
+    """`config` (default: the book's settings) with keyword `overrides` and `out_dir` as `out`.
+
+    Unknown setting names and fewer than one epoch are clear errors.
+    """
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise TypeError(f"unknown {config_cls.__name__} settings {unknown}; known: {sorted(names)}")
-    return dataclasses.replace(config if config is not None else config_cls(), **overrides)
+    if out_dir is not None:
+        overrides = {**overrides, "out": Path(out_dir)}
+    result = dataclasses.replace(config if config is not None else config_cls(), **overrides)
+    if getattr(result, "epochs", 1) < 1:
+        raise ValueError(f"epochs={result.epochs}: train at least one epoch")
+    return result

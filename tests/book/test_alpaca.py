@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from ftkit.asserts import assert_equal
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
-from reference.instruction_data import split_data
+from reference.instruction_data import create_instruction_loaders, split_data
 
 
 def quiet(*_args) -> None:
@@ -47,17 +46,10 @@ def alpaca_file(tmp_path):
 
 
 def batch_widths(data: list[dict], allowed_max_length: int) -> list[int]:
-    train, _, val = split_data(data)
-    torch.manual_seed(123)
-    loader, _ = recipe.make_loaders(
-        train,
-        val,
-        get_tokenizer(),
-        style="alpaca",
-        mask_instruction=False,
-        batch_size=8,
-        allowed_max_length=allowed_max_length,
-        device=torch.device("cpu"),
+    """The recipe's train batches: the reference's loaders (§7.4) as `finetune` builds them."""
+    train, test, val = split_data(data)
+    loader, _, _ = create_instruction_loaders(
+        train, val, test, get_tokenizer(), batch_size=8, allowed_max_length=allowed_max_length
     )
     return [inputs.shape[1] for inputs, _ in loader]
 
