@@ -1,25 +1,20 @@
 """Your classification fine-tuning (book ch. 6, §6.5-6.8): replace each NotImplementedError.
 
-The book calls the classification loss functions `calc_loss_batch`/`calc_loss_loader`
-/`evaluate_model`; here they are `calc_loss_batch_classifier`,
-`calc_loss_loader_classifier` and `evaluate_model_classifier`. Each takes
+Chapter 6 reuses ch. 5's names `calc_loss_batch`, `calc_loss_loader` and
+`evaluate_model` for the classification versions, as the book does. Each takes
 `token_position="last"` (the book) or `"first"` (exercise 6.3).
 Check your work with `pytest --impl exercises tests/book/test_classifier.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 TRAINABLE_CHOICES = ("last_block", "all", "head")
 TOKEN_POSITIONS = {"last": -1, "first": 0}
-LABELS = ("not spam", "spam")  # class index -> label (ham=0, spam=1)
-MODEL_FILE = "review_classifier.pth"  # the book's file name (§6.8)
-META_FILE = "review_classifier.json"
 
 
 def add_classification_head(
@@ -41,14 +36,14 @@ def calc_accuracy_loader(
     *,
     token_position: str = "last",
 ) -> float:
-    """Fraction of correctly predicted labels over the first `num_batches` batches (book §6.6)."""
+    """Fraction of correctly predicted labels (argmax of the last token's logits) in eval mode (book §6.6)."""
     raise NotImplementedError(
         "in eval mode and under torch.no_grad(), take model(input_batch)[:, -1, :] (index 0 for "
         "token_position='first'), argmax it and count matches with the targets (book §6.6)"
     )
 
 
-def calc_loss_batch_classifier(
+def calc_loss_batch(
     input_batch: torch.Tensor,
     target_batch: torch.Tensor,
     model: nn.Module,
@@ -56,14 +51,14 @@ def calc_loss_batch_classifier(
     *,
     token_position: str = "last",
 ) -> torch.Tensor:
-    """Cross-entropy of one batch on the last token's logits: the book's ch. 6 `calc_loss_batch` (§6.6)."""
+    """Cross-entropy of one batch on the last token's logits (book §6.6)."""
     raise NotImplementedError(
         "move both batches to device, logits = model(input_batch)[:, -1, :], return "
         "torch.nn.functional.cross_entropy(logits, target_batch) (book §6.6)"
     )
 
 
-def calc_loss_loader_classifier(
+def calc_loss_loader(
     data_loader,
     model: nn.Module,
     device: torch.device | str,
@@ -71,14 +66,14 @@ def calc_loss_loader_classifier(
     *,
     token_position: str = "last",
 ) -> float:
-    """Mean classification loss over the first `num_batches` batches: the book's ch. 6 `calc_loss_loader` (§6.6)."""
+    """Mean classification loss over the first `num_batches` batches; NaN when empty (book §6.6)."""
     raise NotImplementedError(
-        "average calc_loss_batch_classifier(...).item() over min(num_batches, len(loader)) "
+        "average this module's calc_loss_batch(...).item() over min(num_batches, len(loader)) "
         "batches; return float('nan') for an empty loader (book §6.6)"
     )
 
 
-def evaluate_model_classifier(
+def evaluate_model(
     model: nn.Module,
     train_loader,
     val_loader,
@@ -87,9 +82,9 @@ def evaluate_model_classifier(
     *,
     token_position: str = "last",
 ) -> tuple[float, float]:
-    """Train and validation loss on `eval_iter` batches each, in eval mode: the book's ch. 6 `evaluate_model` (§6.7)."""
+    """Train and validation loss on `eval_iter` batches each in eval mode, then train mode again (book §6.7)."""
     raise NotImplementedError(
-        "model.eval(); under torch.no_grad() compute calc_loss_loader_classifier on both "
+        "model.eval(); under torch.no_grad() compute this module's calc_loss_loader on both "
         "loaders with num_batches=eval_iter; model.train(); return both (book §6.7)"
     )
 
@@ -104,17 +99,13 @@ def train_classifier_simple(
     eval_freq: int,
     eval_iter: int,
     *,
-    start_epoch: int = 0,
-    history: dict | None = None,
-    on_epoch_end: Callable[[int, dict], None] | None = None,
     token_position: str = "last",
-    log: Callable[[str], None] = print,
 ) -> tuple[list[float], list[float], list[float], list[float], int]:
     """Fine-tune a classifier, evaluating every `eval_freq` steps and after each epoch (book §6.7)."""
     raise NotImplementedError(
-        "per batch: zero_grad, calc_loss_batch_classifier, backward, step, count examples; every "
-        "eval_freq steps log 'Ep 1 (Step 000000): Train loss ..., Val loss ...'; after each epoch "
-        "log both accuracies on eval_iter batches (book §6.7)"
+        "per batch: zero_grad, calc_loss_batch, backward, step, count examples; every "
+        "eval_freq steps print 'Ep 1 (Step 000000): Train loss ..., Val loss ...'; after each "
+        "epoch print both accuracies on eval_iter batches; pass token_position on (book §6.7)"
     )
 
 
@@ -124,12 +115,11 @@ def plot_values(
     train_values: Sequence[float],
     val_values: Sequence[float],
     label: str = "loss",
-    path: str | Path | None = None,
-) -> Path:
-    """Plot training and validation curves against epochs, with examples seen on a top axis (book §6.7)."""
+):
+    """Plot training and validation curves against epochs and examples seen; returns the Figure (book §6.7)."""
     raise NotImplementedError(
-        "plot train and val values against epochs_seen, add ax1.twiny() for examples_seen, "
-        "save a PNG to path (default f'{label}-plot.png') and return the path (book §6.7)"
+        "plot train and val values against epochs_seen, add ax1.twiny() for examples_seen "
+        "and return the Figure (the book saves f'{label}-plot.pdf') (book §6.7)"
     )
 
 
@@ -143,34 +133,8 @@ def classify_review(
     *,
     token_position: str = "last",
 ) -> str:
-    """Label a text "spam" or "not spam" with a fine-tuned classifier (book §6.8)."""
+    """Label a text "spam" or "not spam", padded to `max_length` as in training (book §6.8)."""
     raise NotImplementedError(
         "encode, cut to min(max_length, context length), pad with pad_token_id to max_length, "
         "argmax the last token's logits: 1 -> 'spam', 0 -> 'not spam'; reject empty text (book §6.8)"
-    )
-
-
-def save_classifier(
-    model: nn.Module,
-    model_dir: str | Path,
-    *,
-    max_length: int | None,
-    pad_token_id: int = 50256,
-    token_position: str = "last",
-    extra: dict | None = None,
-) -> Path:
-    """Save a fine-tuned classifier's state_dict with a JSON of what using it needs (book §6.8)."""
-    raise NotImplementedError(
-        "torch.save(model.state_dict(), model_dir / MODEL_FILE) and write model.cfg, num_classes, "
-        "max_length, pad_token_id and token_position to model_dir / META_FILE (book §6.8)"
-    )
-
-
-def load_classifier(
-    model_dir: str | Path, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, dict]:
-    """Rebuild a classifier saved by `save_classifier`; returns `(model, meta)` in eval mode (book §6.8)."""
-    raise NotImplementedError(
-        "read META_FILE, build GPTModel(meta['model_config']), add_classification_head, then "
-        "load_state_dict(torch.load(..., map_location=device, weights_only=True)) (book §6.8)"
     )

@@ -7,22 +7,17 @@ reference here, so the loop can be written before the generation exercises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import tiktoken
 import torch
 from torch import nn
-from tqdm.auto import tqdm  # noqa: F401  (the progress bar of train_model_simple)
 
 from reference.generation import (  # noqa: F401
     generate_text_simple,
     text_to_token_ids,
     token_ids_to_text,
 )
-
-HISTORY_KEYS = ("train_losses", "val_losses", "track_tokens_seen", "tokens_seen", "global_step")
-SAMPLE_TOKENS = 50  # new tokens in the per-epoch sample, as the book
 
 
 def calc_loss_batch(
@@ -89,18 +84,13 @@ def train_model_simple(
     eval_iter: int,
     start_context: str,
     tokenizer: tiktoken.Encoding,
-    *,
-    start_epoch: int = 0,
-    history: dict | None = None,
-    on_epoch_end: Callable[[int, dict], None] | None = None,
-    progress: bool = False,
 ) -> tuple[list[float], list[float], list[int]]:
     """Train with next-token loss, evaluating every `eval_freq` steps and sampling each epoch (book §5.2)."""
     raise NotImplementedError(
         "per batch: zero_grad, calc_loss_batch, backward, step; count tokens_seen and "
         "global_step (from -1); every eval_freq steps evaluate_model and print "
         "'Ep {epoch+1} (Step {step:06d}): Train loss {:.3f}, Val loss {:.3f}'; after each "
-        "epoch generate_and_print_sample and call on_epoch_end(epoch, history) (book §5.2)"
+        "epoch generate_and_print_sample; return the three lists (book §5.2)"
     )
 
 
@@ -109,10 +99,9 @@ def plot_losses(
     tokens_seen: Sequence[float],
     train_losses: Sequence[float],
     val_losses: Sequence[float],
-    path: str | Path = "loss-plot.png",
-) -> Path:
+):
     """Plot training and validation loss against epochs, with tokens seen on a top axis (book §5.1)."""
     raise NotImplementedError(
         "plot both losses against epochs_seen, add ax1.twiny() with tokens_seen as the top "
-        "axis, save the figure to path as PNG and return the path (book §5.1)"
+        "axis and return the Figure (the book saves loss-plot.pdf) (book §5.1)"
     )

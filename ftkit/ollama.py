@@ -81,10 +81,12 @@ def list_models(url: str = DEFAULT_URL, *, timeout: float = 10.0) -> list[str]:
         ) from err
 
 
-def ensure_model_available(model: str = "llama3", url: str = DEFAULT_URL) -> None:
+def ensure_model_available(
+    model: str = "llama3", url: str = DEFAULT_URL, *, timeout: float = 10.0
+) -> None:
     """Fail early, with what to run, when Ollama is down or `model` is not pulled."""
     try:
-        names = list_models(url)
+        names = list_models(url, timeout=timeout)
     except OllamaError as err:
         if "not reachable" not in str(err):
             raise

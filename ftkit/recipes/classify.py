@@ -1,4 +1,4 @@
-"""Chapter 6's spam classifier recipe as functions: `train` and `predict`.
+"""Chapter 6's spam classifier recipe: `train` (setup -> train -> save) and `predict`.
 
 `train` follows the book's §6.2-6.8 code step by step (GPT-2 124M, balanced SMS spam
 data split 70/10/20, batch 8, a 2-class head on the last token, last block + final
@@ -14,53 +14,37 @@ Everything the recipe writes goes into one output folder:
 - `review_classifier.pth` (the book's file name) and `review_classifier.json` beside
   it (model config, classes, padded length, settings, accuracies);
 - `review_classifier-checkpoint.pth` (model, optimizer, RNG state, history, epoch);
-- `loss-plot.png`, `accuracy-plot.png` (the book's §6.7 plots, as PNG).
+- `loss-plot.png`, `accuracy-plot.png` (the book's §6.7 plots, as PNG);
+- `history.json` (losses, accuracies and settings).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
 
+from ftkit.data.spam import create_spam_loaders
 from ftkit.doctor import report_device
-from ftkit.recipes.instruct import (
-    atomic_write_json,
-    build_model,
-    canonical_preset,
-    load_checkpoint,
-    resolve_device,
-    restore_checkpoint,
-    run_epochs,
-)
-from reference.classifier import MODEL_FILE
-from reference.model import GPTModel, get_config
+from ftkit.engine.plots import plot_values_pngs
+from ftkit.engine.trainer import classification_steps, fit
+from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
+from ftkit.io.tokenizer import get_tokenizer
+from ftkit.recipes.config import ClassifyConfig
+from ftkit.recipes.runtime import canonical_preset, resolve_device, start, write_json
+from ftkit.recipes.settings import configure, resume_keys
+from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
+from reference.model import get_config
 
-DEFAULT_MODEL = "gpt2-small (124M)"  # the book's CHOOSE_MODEL in §6.4
-BOOK_SEED = 123
 CHECKPOINT_FILE = "review_classifier-checkpoint.pth"
 DATA_DIR = "data"
+
+
 # Settings that must match between a checkpoint and the run resuming from it.
-RESUME_KEYS = (
-    "model",
-    "limit",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "eval_freq",
-    "eval_iter",
-    "seed",
-    "trainable",
-    "token_position",
-    "max_length",
-)
-
-
-# ------------------------------------------------------------------ data (§6.2-6.3)
+RESUME_KEYS = resume_keys(ClassifyConfig)
 
 
 def write_spam_splits(out_dir: Path, limit: int | None = None) -> dict[str, Path]:
@@ -76,110 +60,35 @@ def write_spam_splits(out_dir: Path, limit: int | None = None) -> dict[str, Path
     return write_splits(*splits, out_dir / DATA_DIR)
 
 
-class _EpochProgress:
-    """A training loader that shows a progress bar when iterated for training, not for evaluation.
-
-    The book's trainer iterates the same loader to train (model in train mode) and to
-    evaluate (eval mode); only the former gets a bar.
-    """
-
-    def __init__(self, loader, model: nn.Module, first_epoch: int, enabled: bool):
-        self.loader, self.model, self.epoch, self.enabled = loader, model, first_epoch, enabled
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        if not (self.enabled and self.model.training):
-            return iter(self.loader)
-        self.epoch += 1
-        return self._with_bar()
-
-    def _with_bar(self):
-        from tqdm.auto import tqdm
-
-        # A bar updated by hand: wrapping the loader in tqdm() changes the order of its
-        # random draws, so the shuffle would differ from a run without a bar.
-        with tqdm(total=len(self.loader), desc=f"epoch {self.epoch}", unit="batch") as bar:
-            for batch in self.loader:
-                yield batch
-                bar.update()
-
-
-def _curves(history: dict, epochs: int, out: Path) -> dict[str, Path]:
-    """The book's loss and accuracy plots (§6.7) as PNGs."""
-    from reference.classifier import plot_values
-
-    plots = {}
-    losses, accs = history["train_losses"], history["train_accs"]
-    if losses:
-        epochs_seen = torch.linspace(0, epochs, len(losses))
-        examples = torch.linspace(0, history["examples_seen"], len(losses))
-        plots["loss"] = plot_values(
-            epochs_seen, examples, losses, history["val_losses"], "loss", out / "loss-plot.png"
-        )
-    if accs:
-        epochs_seen = torch.linspace(0, epochs, len(accs))
-        examples = torch.linspace(0, history["examples_seen"], len(accs))
-        plots["accuracy"] = plot_values(
-            epochs_seen, examples, accs, history["val_accs"], "accuracy", out / "accuracy-plot.png"
-        )
-    return plots
-
-
-# ------------------------------------------------------------------ the recipe
-
-
 def train(
-    out_dir: str | os.PathLike = ".",
+    out_dir: str | os.PathLike | None = None,
     *,
-    model: str = DEFAULT_MODEL,
-    epochs: int = 5,
-    batch_size: int = 8,
-    lr: float = 5e-5,
-    weight_decay: float = 0.1,
-    eval_freq: int = 50,
-    eval_iter: int = 5,
-    trainable: str = "last_block",
-    token_position: str = "last",
-    pad_to_context: bool = False,
-    limit: int | None = None,
-    device: str = "auto",
-    resume: bool = False,
-    seed: int = BOOK_SEED,
-    models_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    config: ClassifyConfig | None = None,
     say: Callable[[str], None] = print,
+    **overrides: Any,
 ) -> dict:
-    """Fine-tune GPT-2 as a spam classifier as the book's chapter 6 (§6.2-6.8); returns paths, accuracies, history."""
-    from ftkit.data.spam import create_spam_loaders
-    from ftkit.io.tokenizer import get_tokenizer
-    from reference.classifier import (
-        add_classification_head,
-        calc_accuracy_loader,
-        save_classifier,
-        train_classifier_simple,
-    )
+    """Fine-tune GPT-2 as a spam classifier as the book's chapter 6 (§6.2-6.8); returns paths, accuracies, history.
 
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs}: train at least one epoch")
-    preset = canonical_preset(model)
+    `config` (default: the book's settings) with keyword `overrides` (`epochs=1`, ...).
+    """
+    c = configure(ClassifyConfig, config, overrides, out_dir)
+
+    # --- setup: data (§6.2-6.3), device, settings
+    preset = canonical_preset(c.model)
     cfg = get_config(preset)
-    max_length = cfg["context_length"] if pad_to_context else None
-    out = Path(out_dir)
+    out = Path(c.out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
+    dev = resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
-
-    csvs = write_spam_splits(out, limit)
+    csvs = write_spam_splits(out, c.limit)
     train_loader, val_loader, test_loader = create_spam_loaders(
         csvs["train"],
         csvs["validation"],
         csvs["test"],
         get_tokenizer(),
-        batch_size=batch_size,
-        max_length=max_length,
-        seed=seed,  # the book seeds before building the loaders (§6.3)
+        batch_size=c.batch_size,
+        max_length=cfg["context_length"] if c.pad_to_context else None,
+        seed=c.seed,  # the book seeds before building the loaders (§6.3)
     )
     padded = train_loader.dataset.max_length
     if padded > cfg["context_length"]:
@@ -190,93 +99,83 @@ def train(
     if len(train_loader) == 0 or len(val_loader) == 0:
         raise ValueError(
             f"{len(train_loader.dataset)} training / {len(val_loader.dataset)} validation texts "
-            f"give no full batch of {batch_size}; raise --limit"
+            f"give no full batch of {c.batch_size}; raise --limit"
         )
     say(f"{len(train_loader)} training batches")
     say(f"{len(val_loader)} validation batches")
     say(f"{len(test_loader)} test batches")
-
     settings = {
+        **{key: getattr(c, key) for key in RESUME_KEYS},
         "model": preset,
-        "limit": limit,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "eval_freq": eval_freq,
-        "eval_iter": eval_iter,
-        "seed": seed,
-        "trainable": trainable,
-        "token_position": token_position,
         "max_length": padded,
-        "epochs": epochs,
+        "epochs": c.epochs,
     }
+
+    # --- model (§6.4-6.5): fresh GPT-2 with the new head, or the last checkpoint
     checkpoint = out / CHECKPOINT_FILE
-    state = None
-    if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, settings, RESUME_KEYS)
-        say(f"Resuming from {checkpoint} (epoch {state['epoch'] + 1} done)")
-        gpt, pretrained = GPTModel(cfg), state["settings"].get("pretrained", False)
-    else:
-        if resume:
-            say(f"No checkpoint at {checkpoint}: starting from the beginning")
-        gpt, pretrained = build_model(preset, models_dir=models_dir)
-    if not pretrained:
+    run = start(
+        preset,
+        checkpoint,
+        settings,
+        RESUME_KEYS,
+        resume=c.resume,
+        models_dir=c.models_dir,
+        say=say,
+    )
+    if not run.pretrained:
         say(
             f"WARNING: model {preset!r} is randomly initialised, NOT GPT-2 (no pretrained "
             "weights needed, none loaded): it shows the pipeline runs end to end, but expect "
             "accuracies far below the book's. Use it for quick checks only."
         )
-    settings["pretrained"] = pretrained
-    add_classification_head(gpt, num_classes=2, trainable=trainable)
+    settings["pretrained"] = run.pretrained
+    gpt = add_classification_head(run.model, num_classes=2, trainable=c.trainable)
     gpt.to(dev)
+    optimizer = torch.optim.AdamW(gpt.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    history = run.restore(optimizer)
+    if history is None:
+        torch.manual_seed(c.seed)  # the book reseeds before training (§6.7)
 
-    optimizer = torch.optim.AdamW(gpt.parameters(), lr=lr, weight_decay=weight_decay)
-    start_epoch, history = 0, None
-    if state is not None:
-        start_epoch, history = restore_checkpoint(state, gpt, optimizer)
-    else:
-        torch.manual_seed(seed)  # the book reseeds before training (§6.7)
-
-    hist, epochs_done = run_epochs(
-        partial(
-            train_classifier_simple,
-            gpt,
-            _EpochProgress(train_loader, gpt, start_epoch, progress),
-            val_loader,
-            optimizer,
-            dev,
-        ),
+    # --- train (§6.7)
+    history = fit(
         gpt,
+        train_loader,
+        val_loader,
         optimizer,
-        checkpoint,
-        settings,
-        start_epoch=start_epoch,
+        dev,
+        steps=classification_steps(c.token_position),
+        num_epochs=c.epochs,
+        eval_freq=c.eval_freq,
+        eval_iter=c.eval_iter,
         history=history,
-        epochs=epochs,
+        checkpoint=checkpoint,
+        settings=settings,
+        progress=c.progress,
         say=say,
-        eval_freq=eval_freq,
-        eval_iter=eval_iter,
-        token_position=token_position,
-        log=say,
     )
-
     accuracies = {
-        name: calc_accuracy_loader(loader, gpt, dev, token_position=token_position)
+        name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
         for name, loader in (("train", train_loader), ("val", val_loader), ("test", test_loader))
     }
     say(f"Training accuracy: {accuracies['train'] * 100:.2f}%")
     say(f"Validation accuracy: {accuracies['val'] * 100:.2f}%")
     say(f"Test accuracy: {accuracies['test'] * 100:.2f}%")
 
-    plots = _curves(hist, epochs_done, out)
+    # --- save (§6.8): plots, the classifier with its settings, the history
+    plots = plot_values_pngs(history, out)
     save_classifier(
         gpt,
         out,
         max_length=padded,
-        token_position=token_position,
-        extra={"settings": settings, "epochs_trained": epochs_done, "accuracy": accuracies},
+        token_position=c.token_position,
+        extra={
+            "settings": settings,
+            "epochs_trained": history.epochs_done,
+            "accuracy": accuracies,
+        },
     )
-    atomic_write_json(
+    hist = history.to_dict()
+    write_json(
         {"history": hist, "accuracy": accuracies, "settings": settings}, out / "history.json"
     )
     for name, path in plots.items():
@@ -292,28 +191,14 @@ def train(
     }
 
 
-# ------------------------------------------------------------------ using it (§6.8)
-
-
 def predict(
     model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
 ) -> list[str]:
     """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8)."""
-    from ftkit.io.tokenizer import get_tokenizer
-    from reference.classifier import classify_review, load_classifier
-
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)
     tokenizer = get_tokenizer()
+    options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
     return [
-        classify_review(
-            text,
-            gpt,
-            tokenizer,
-            dev,
-            max_length=meta["max_length"],
-            pad_token_id=meta.get("pad_token_id", 50256),
-            token_position=meta.get("token_position", "last"),
-        )
-        for text in texts
+        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options) for text in texts
     ]

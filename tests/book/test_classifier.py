@@ -221,7 +221,7 @@ def test_accuracy_puts_the_model_in_eval_mode(impl):
 def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
     inputs, targets = next(iter(vote_loader()))  # last tokens 1,1,0,0; all targets 1
     right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
-    loss = impl.calc_loss_batch_classifier(inputs, targets, TokenVotes(), "cpu")
+    loss = impl.of("classifier").calc_loss_batch(inputs, targets, TokenVotes(), "cpu")
     assert_close(
         loss.item(),
         (2 * right + 2 * wrong) / 4,
@@ -229,7 +229,7 @@ def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
         atol=1e-5,
         why="cross-entropy of the last token's 2 logits against the class index, averaged (§6.6)",
     )
-    first = impl.calc_loss_batch_classifier(
+    first = impl.of("classifier").calc_loss_batch(
         inputs, targets, TokenVotes(), "cpu", token_position="first"
     )
     assert_close(first.item(), right, name="loss (first token, exercise 6.3)", atol=1e-5)
@@ -240,20 +240,20 @@ def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
     batch_losses = [(2 * right + 2 * wrong) / 4, (3 * right + wrong) / 4, wrong]
     loader = vote_loader()
     assert_close(
-        impl.calc_loss_loader_classifier(loader, TokenVotes(), "cpu"),
+        impl.of("classifier").calc_loss_loader(loader, TokenVotes(), "cpu"),
         sum(batch_losses) / 3,
         name="loss over all batches",
         atol=1e-5,
         why="the loader loss is the mean of the batch losses (§6.6)",
     )
     assert_close(
-        impl.calc_loss_loader_classifier(loader, TokenVotes(), "cpu", num_batches=2),
+        impl.of("classifier").calc_loss_loader(loader, TokenVotes(), "cpu", num_batches=2),
         sum(batch_losses[:2]) / 2,
         name="loss over 2 batches",
         atol=1e-5,
     )
     empty = DataLoader(TensorDataset(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0)))
-    assert math.isnan(impl.calc_loss_loader_classifier(empty, TokenVotes(), "cpu")), (
+    assert math.isnan(impl.of("classifier").calc_loss_loader(empty, TokenVotes(), "cpu")), (
         "an empty loader gives NaN, as the book's calc_loss_loader (§6.6)"
     )
 
@@ -261,12 +261,12 @@ def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
 def test_loss_rejects_labels_outside_the_classes(ref):
     inputs = torch.ones(2, 3, dtype=torch.long)
     with pytest.raises(ValueError, match="class labels"):
-        ref.calc_loss_batch_classifier(inputs, torch.tensor([0, 2]), TokenVotes(), "cpu")
+        ref.of("classifier").calc_loss_batch(inputs, torch.tensor([0, 2]), TokenVotes(), "cpu")
 
 
 def test_evaluate_model_returns_both_losses_and_restores_train_mode(impl):
     model = TokenVotes().train()
-    train_loss, val_loss = impl.evaluate_model_classifier(
+    train_loss, val_loss = impl.of("classifier").evaluate_model(
         model, vote_loader(), vote_loader(), "cpu", 1
     )
     right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
@@ -286,14 +286,14 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     tokenizer = get_tokenizer()
     loader = spam_loader(tokenizer)
     model = ref.add_classification_head(tiny_gpt(ref))
-    before = ref.calc_loss_loader_classifier(loader, model, "cpu")
+    before = ref.of("classifier").calc_loss_loader(loader, model, "cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     torch.manual_seed(123)
     result = impl.train_classifier_simple(
         model, loader, loader, optimizer, "cpu", num_epochs=6, eval_freq=2, eval_iter=1
     )
     train_losses, val_losses, train_accs, val_accs, examples_seen = result
-    after = ref.calc_loss_loader_classifier(loader, model, "cpu")
+    after = ref.of("classifier").calc_loss_loader(loader, model, "cpu")
     assert after < before * 0.8, f"loss {before:.3f} -> {after:.3f}: training did not learn"
     assert_equal(examples_seen, 6 * 5, name="examples_seen", why="5 texts per epoch, 6 epochs")
     assert_equal(
@@ -313,57 +313,6 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     assert len(accuracy_lines) == 6 and re.fullmatch(
         r"Training accuracy: \d+\.\d{2}% \| Validation accuracy: \d+\.\d{2}%", accuracy_lines[0]
     ), f"accuracy lines {accuracy_lines[:1]} should look like the book's (§6.7)"
-
-
-@pytest.mark.beyond_book
-def test_training_resumes_after_an_epoch_exactly_as_an_uninterrupted_run(impl, ref):
-    loader = spam_loader(get_tokenizer(), batch_size=2)
-
-    def fresh():
-        model = ref.add_classification_head(tiny_gpt(ref))
-        return model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-
-    def run(model, optimizer, **kw):
-        return impl.train_classifier_simple(
-            model, loader, loader, optimizer, "cpu", 2, 2, 1, log=lambda _: None, **kw
-        )
-
-    model, optimizer = fresh()
-    full = run(model, optimizer)
-    full_state = copy.deepcopy(model.state_dict())
-
-    checkpoints = {}
-
-    def save(epoch, history):
-        checkpoints[epoch] = (
-            copy.deepcopy(model.state_dict()),
-            copy.deepcopy(optimizer.state_dict()),
-            history,
-        )
-
-    model, optimizer = fresh()
-    impl.train_classifier_simple(
-        model, loader, loader, optimizer, "cpu", 1, 2, 1, log=lambda _: None, on_epoch_end=save
-    )
-    model_state, optimizer_state, history = checkpoints[0]
-    model, optimizer = fresh()  # a new process: everything comes from the checkpoint
-    model.load_state_dict(model_state)
-    optimizer.load_state_dict(optimizer_state)
-    resumed = run(model, optimizer, start_epoch=1, history=history)
-    assert_equal(list(resumed[:4]), list(full[:4]), name="histories after resuming")
-    assert_equal(resumed[4], full[4], name="examples_seen after resuming")
-    for key, value in full_state.items():
-        assert_tensor_equal(model.state_dict()[key], value, name=key, why="resuming loses nothing")
-
-
-@pytest.mark.beyond_book
-def test_plot_values_writes_a_png(impl, tmp_path):
-    path = impl.plot_values(
-        [0.0, 1.0, 2.0], [0, 40, 80], [2.1, 0.6, 0.4], [2.4, 0.7, 0.5], path=tmp_path / "loss.png"
-    )
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    with pytest.raises(ValueError, match="equally long"):
-        impl.plot_values([0.0, 1.0], [0, 40], [2.1], [2.4], path=tmp_path / "bad.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,28 +370,6 @@ def test_classify_review_rejects_empty_text(impl, ref):
         impl.classify_review("  ", biased_classifier(ref, 1), get_tokenizer(), "cpu", 8)
 
 
-def test_saved_classifier_reloads_with_its_padded_length(impl, ref, tmp_path):
-    model = biased_classifier(ref, 1)
-    impl.save_classifier(model, tmp_path / "clf", max_length=24)
-    loaded, meta = impl.load_classifier(tmp_path / "clf")
-    assert_equal(meta["max_length"], 24, name="meta['max_length']")
-    assert_equal(meta["num_classes"], 2, name="meta['num_classes']")
-    for key, value in model.state_dict().items():
-        assert_tensor_equal(loaded.state_dict()[key], value, name=key)
-    text = "Free entry to win cash"
-    tokenizer = get_tokenizer()
-    assert_equal(
-        ref.classify_review(text, loaded, tokenizer, "cpu", meta["max_length"]),
-        ref.classify_review(text, model, tokenizer, "cpu", 24),
-        name="label after reloading",
-    )
-
-
-def test_loading_a_missing_classifier_names_the_file(ref, tmp_path):
-    with pytest.raises(FileNotFoundError, match="review_classifier"):
-        ref.load_classifier(tmp_path)
-
-
 @pytest.mark.book_exercise("6.1")
 def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
     csv = tmp_path / "train.csv"
@@ -457,7 +384,7 @@ def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
         why="exercise 6.1 pads every text to the model's 1024-token context",
     )
     model = ref.add_classification_head(tiny_gpt(ref, context_length=1024))
-    loss = impl.calc_loss_batch_classifier(inputs, targets, model, "cpu")
+    loss = impl.of("classifier").calc_loss_batch(inputs, targets, model, "cpu")
     assert torch.isfinite(loss), "the classifier must handle texts padded to the full context"
 
 

@@ -1,13 +1,12 @@
 """Next-token loss and the training loop (book §5.1-5.2, §7.6) on a tiny model and real instruction batches.
 
 The loss functions are compared with the book's own package; the loop is checked
-for the book's printed format, for learning at all, for determinism, and for a
-resumed run reproducing an uninterrupted one exactly.
+for the book's printed format and for learning at all. (Resuming is the kit's engine:
+tests/kit/test_engine.py.)
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from functools import partial
@@ -162,14 +161,14 @@ def test_evaluate_model_scores_without_dropout_and_restores_training_mode(impl, 
 # --- §5.2: the loop -----------------------------------------------------------------------
 
 
-def run(impl, ref, datasets, tokenizer, num_epochs, **extras):
+def run(impl, ref, datasets, tokenizer, num_epochs):
     """Train the tiny model (seed 123, dropout on, shuffled batches) with AdamW as §5.2 does."""
     model = tiny_model(ref)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
     torch.manual_seed(123)
     train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
     losses = impl.train_model_simple(
-        model, train, val, optimizer, "cpu", num_epochs, 1, 1, START, tokenizer, **extras
+        model, train, val, optimizer, "cpu", num_epochs, 1, 1, START, tokenizer
     )
     return model, optimizer, train, val, losses
 
@@ -236,80 +235,6 @@ def test_train_model_simple_prints_the_books_lines(impl, ref, datasets, tokenize
     )
 
 
-@pytest.mark.beyond_book
-def test_resumed_run_reproduces_an_uninterrupted_one(impl, ref, datasets, tokenizer, capsys):
-    full = run(impl, ref, datasets, tokenizer, 2, progress=True)[-1]
-    assert "training" in capsys.readouterr().err, "progress=True shows a tqdm bar on stderr"
-
-    # "Interrupted" after epoch 1: train 1 of 2 epochs, checkpointing at its end.
-    model = tiny_model(ref)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
-    saved = {}
-
-    def checkpoint(epoch, history):
-        saved.update(
-            epoch=epoch,
-            history=history,
-            model=copy.deepcopy(model.state_dict()),
-            optimizer=copy.deepcopy(optimizer.state_dict()),
-            rng=torch.get_rng_state(),
-        )
-
-    torch.manual_seed(123)
-    train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
-    part1 = impl.train_model_simple(
-        model, train, val, optimizer, "cpu", 1, 1, 1, START, tokenizer, on_epoch_end=checkpoint
-    )
-    assert_equal(saved["epoch"], 0, name="epoch passed to on_epoch_end")
-    assert_equal(
-        list(part1),
-        [lst[: len(part1[0])] for lst in full],
-        name="epoch 1 of two runs under the same seed",
-        why="training is deterministic under torch.manual_seed (and the progress bar of the "
-        "first run changes nothing)",
-    )
-
-    # Fresh objects restored from the checkpoint, then the remaining epoch.
-    model = tiny_model(ref, seed=999)
-    model.load_state_dict(saved["model"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
-    optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"])
-    resumed = impl.train_model_simple(
-        model,
-        train,
-        val,
-        optimizer,
-        "cpu",
-        2,
-        1,
-        1,
-        START,
-        tokenizer,
-        start_epoch=1,
-        history=saved["history"],
-    )
-    assert_equal(
-        list(resumed),
-        list(full),
-        name="(train_losses, val_losses, track_tokens_seen) resumed vs uninterrupted",
-        why="model, optimizer and RNG state plus the history are all a run depends on",
-    )
-
-
-# --- §5.1: the plot -----------------------------------------------------------------------
-
-
-@pytest.mark.beyond_book
-def test_plot_losses_writes_a_png(impl, tmp_path):
-    path = impl.plot_losses(
-        [0.0, 0.5, 1.0], [0, 100, 200], [10.9, 9.0, 8.1], [10.9, 9.5, 9.0], path=tmp_path / "l.png"
-    )
-    assert_equal(str(path), str(tmp_path / "l.png"), name="returned path")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "the plot must be a PNG file"
-    assert not [p for p in tmp_path.iterdir() if p.name != "l.png"], "temporary files left behind"
-
-
 # --- the kit's guarantees: clear errors ---------------------------------------------------
 
 
@@ -328,31 +253,6 @@ def test_empty_training_loader_is_a_clear_error(ref, datasets, tokenizer):
         )
 
 
-def test_incomplete_history_names_the_missing_keys(ref, datasets, tokenizer):
-    model = tiny_model(ref)
-    optimizer = torch.optim.AdamW(model.parameters())
-    with pytest.raises(ValueError, match="global_step"):
-        ref.train_model_simple(
-            model,
-            loader(ref, datasets[0]),
-            loader(ref, datasets[1]),
-            optimizer,
-            "cpu",
-            2,
-            1,
-            1,
-            START,
-            tokenizer,
-            start_epoch=1,
-            history={
-                "train_losses": [],
-                "val_losses": [],
-                "track_tokens_seen": [],
-                "tokens_seen": 0,
-            },
-        )
-
-
-def test_plot_losses_rejects_unequal_lengths(ref, tmp_path):
+def test_plot_losses_rejects_unequal_lengths(ref):
     with pytest.raises(ValueError, match="equally long"):
-        ref.plot_losses([0, 1], [0, 10], [1.0], [1.0, 2.0], path=tmp_path / "x.png")
+        ref.plot_losses([0, 1], [0, 10], [1.0], [1.0, 2.0])

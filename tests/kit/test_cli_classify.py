@@ -84,17 +84,3 @@ def test_too_few_texts_for_a_batch_is_a_clear_error(tmp_path, capsys):
 def test_predict_without_a_model_names_the_missing_file(tmp_path, capsys):
     assert main(["classify", "predict", "--model-dir", str(tmp_path), "hello"]) == 1
     assert "review_classifier" in capsys.readouterr().err
-
-
-def test_progress_bar_keeps_the_shuffle_order_of_a_run_without_it():
-    from torch.utils.data import DataLoader
-
-    from ftkit.recipes.classify import _EpochProgress
-
-    loader = DataLoader(list(range(16)), batch_size=4, shuffle=True, drop_last=True)
-    model = torch.nn.Linear(1, 1).train()
-    torch.manual_seed(1)
-    plain = [b.tolist() for b in loader]
-    torch.manual_seed(1)
-    shown = [b.tolist() for b in _EpochProgress(loader, model, 0, enabled=True)]
-    assert shown == plain, "a progress bar must not change which batches training sees"

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
-from ftkit.data.instruction import load_instruction_data
+from ftkit.data.instruction import create_instruction_loaders, load_instruction_data
+from ftkit.engine import trainer
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
 from reference.collate import IGNORE_INDEX
@@ -80,17 +81,17 @@ def test_finetune_writes_model_config_plot_and_prints_initial_losses_first(whole
 
 def test_resume_after_an_interruption_gives_the_same_losses(whole_run, tmp_path, monkeypatch):
     whole, _ = whole_run
-    real_save = recipe.save_checkpoint
+    real_save = trainer.save_checkpoint
 
-    def save_then_interrupt(path, *, epoch, **kwargs):
-        real_save(path, epoch=epoch, **kwargs)
-        if epoch == 0:
+    def save_then_interrupt(path, *, history, **kwargs):
+        real_save(path, history=history, **kwargs)
+        if history.epochs_done == 1:
             raise KeyboardInterrupt  # as if Ctrl-C hit right after the first epoch
 
-    monkeypatch.setattr(recipe, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         recipe.finetune(tmp_path, epochs=2, say=quiet, **QUICK)
-    monkeypatch.setattr(recipe, "save_checkpoint", real_save)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
 
     with pytest.raises(ValueError, match=r"style: checkpoint 'alpaca' vs now 'phi3'"):
         recipe.finetune(tmp_path, epochs=2, resume=True, say=quiet, **{**QUICK, "style": "phi3"})
@@ -111,17 +112,16 @@ def test_resume_after_an_interruption_gives_the_same_losses(whole_run, tmp_path,
 
 def first_train_batch(style="alpaca", mask_instruction=False, allowed_max_length=1024, data=None):
     data = data if data is not None else load_instruction_data()[:LIMIT]
-    train, _, val = split_data(data)
-    torch.manual_seed(123)
-    loader, _ = recipe.make_loaders(
+    train, test, val = split_data(data)
+    loader, _, _ = create_instruction_loaders(
         train,
         val,
+        test,
         get_tokenizer(),
-        style=style,
-        mask_instruction=mask_instruction,
         batch_size=8,
         allowed_max_length=allowed_max_length,
-        device=torch.device("cpu"),
+        style=style,
+        mask_instruction=mask_instruction,
     )
     return next(iter(loader)), loader
 
@@ -154,17 +154,19 @@ def test_exercise_7_1_phi3_prompt_is_used_end_to_end(tmp_path, monkeypatch):
     assert text.startswith("<|user|>\n") and "\n<|assistant|>:\n" in text, text[:200]
     assert "### Instruction" not in text, "phi3 style must not contain the Alpaca headers"
 
-    import reference.training as training
-
     seen = {}
-    real_train = training.train_model_simple
+    real_steps, real_fit = recipe.next_token_steps, recipe.fit
 
-    def spy(*args, **kwargs):
-        seen["start_context"] = kwargs["start_context"]
+    def steps_spy(tokenizer, start_context):
+        seen["start_context"] = start_context
+        return real_steps(tokenizer, start_context)
+
+    def fit_spy(*args, **kwargs):
         seen["first_batch"] = next(iter(args[1]))[0]
-        return real_train(*args, **kwargs)
+        return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_model_simple", spy)
+    monkeypatch.setattr(recipe, "next_token_steps", steps_spy)
+    monkeypatch.setattr(recipe, "fit", fit_spy)
     result = recipe.finetune(tmp_path, epochs=1, style="phi3", say=quiet, **QUICK)
     val_first = split_data(load_instruction_data()[:LIMIT])[2][0]
     assert_equal(
@@ -206,18 +208,9 @@ def test_sort_by_length_cuts_padding_on_the_book_data():
     train, _, val = split_data(load_instruction_data())
 
     def padded_tokens(sort_by_length: bool) -> tuple[int, int]:
-        torch.manual_seed(123)
-        loader, _ = recipe.make_loaders(
-            train,
-            val,
-            tokenizer,
-            style="alpaca",
-            mask_instruction=False,
-            batch_size=8,
-            allowed_max_length=1024,
-            device=torch.device("cpu"),
-            sort_by_length=sort_by_length,
-        )
+        loader, _, _ = create_instruction_loaders(train, val, [], tokenizer, batch_size=8)
+        if sort_by_length:
+            loader = recipe.bucket_by_length(loader)
         batches = [x for x, _ in loader]
         padding = sum(int((x == 50256).sum()) for x in batches)  # the data has no end-of-text
         return padding, sum(x.shape[0] for x in batches)

@@ -1,0 +1,249 @@
+"""The kit's one resumable trainer: the book's loops (§5.2, §6.7) with progress bars and epoch checkpoints.
+
+`fit` runs exactly the steps of the book's `train_model_simple` (ch. 5, next-token
+loss, used for SFT in §7.6) or `train_classifier_simple` (ch. 6), through the book's
+own step functions (`calc_loss_batch`, `evaluate_model`, and after each epoch
+`generate_and_print_sample` or `calc_accuracy_loader`), and prints the book's lines.
+What it adds: a progress bar per epoch, a checkpoint after each epoch (model,
+optimizer, torch RNG state, `History`) written atomically, and resuming from one with
+the same losses an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from ftkit.checks import positive_int
+from ftkit.io.files import atomic_path
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class History:
+    """What a run has produced so far, for both chapters (book §5.2 and §6.7 return parts of it).
+
+    `train_losses`/`val_losses`/`track_tokens_seen` grow at each evaluation,
+    `train_accs`/`val_accs` after each epoch (ch. 6 only); `global_step` starts at -1
+    as the book's, so the first step is 0 and is evaluated.
+    """
+
+    train_losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    track_tokens_seen: list[int] = field(default_factory=list)
+    train_accs: list[float] = field(default_factory=list)
+    val_accs: list[float] = field(default_factory=list)
+    tokens_seen: int = 0
+    examples_seen: int = 0
+    global_step: int = -1
+    epochs_done: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (lists and numbers): what a checkpoint or a JSON file stores."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        """The history a checkpoint stored; a missing or unknown key is a clear error."""
+        names = {f.name for f in fields(cls)}
+        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+        if missing or unknown:
+            raise ValueError(f"not a training history: missing {missing}, unknown {unknown}")
+        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class Steps:
+    """One chapter's step functions: the loss of a batch, the evaluation, and what follows an epoch."""
+
+    calc_loss_batch: Callable[..., torch.Tensor]
+    evaluate_model: Callable[..., tuple[float, float]]
+    # (model, train_loader, val_loader, device, eval_iter, history, say) after each epoch
+    after_epoch: Callable[..., None]
+
+
+def next_token_steps(tokenizer, start_context: str, module: ModuleType | None = None) -> Steps:
+    """Chapter 5's steps (next-token loss; a generated sample after each epoch, book §5.2).
+
+    `module` holds the book's functions (default `reference.training`).
+    """
+    if module is None:
+        import reference.training as module
+
+    def after_epoch(model, _train, _val, device, _eval_iter, _history, _say) -> None:
+        module.generate_and_print_sample(model, tokenizer, device, start_context)
+
+    return Steps(module.calc_loss_batch, module.evaluate_model, after_epoch)
+
+
+def classification_steps(token_position: str = "last", module: ModuleType | None = None) -> Steps:
+    """Chapter 6's steps (loss on one token's logits; accuracies after each epoch, book §6.7).
+
+    `token_position="first"` is exercise 6.3; `module` defaults to `reference.classifier`.
+    """
+    if module is None:
+        import reference.classifier as module
+    option = {"token_position": token_position}
+
+    def after_epoch(model, train_loader, val_loader, device, eval_iter, history, say) -> None:
+        accuracy = partial(module.calc_accuracy_loader, num_batches=eval_iter, **option)
+        train_acc = accuracy(train_loader, model, device)
+        val_acc = accuracy(val_loader, model, device)
+        say(
+            f"Training accuracy: {train_acc * 100:.2f}% | Validation accuracy: {val_acc * 100:.2f}%"
+        )
+        history.train_accs.append(train_acc)
+        history.val_accs.append(val_acc)
+
+    return Steps(
+        partial(module.calc_loss_batch, **option),
+        partial(module.evaluate_model, **option),
+        after_epoch,
+    )
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    history: History,
+    settings: Mapping[str, Any],
+) -> None:
+    """Everything needed to continue after the last finished epoch as if never stopped (atomic)."""
+    state = {
+        "epoch": history.epochs_done - 1,  # the last finished epoch, 0-based
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "history": history.to_dict(),
+        "settings": dict(settings),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[str]) -> dict:
+    """Read a checkpoint, refusing one written with other training settings (`keys`)."""
+    try:
+        # weights_only: a checkpoint is data (tensors, numbers, strings), never code to run.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which and what to do
+        raise ValueError(
+            f"cannot read checkpoint {path} ({type(err).__name__}: {err}); delete it to start over"
+        ) from err
+    saved = state.get("settings", {})
+    differs = {k: (saved.get(k), settings.get(k)) for k in keys if saved.get(k) != settings.get(k)}
+    if differs:
+        listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differs.items())
+        raise ValueError(
+            f"checkpoint {path} was written with other settings ({listed}); rerun with the "
+            "checkpoint's settings, or use another --out folder / delete it to start over"
+        )
+    return state
+
+
+def restore_checkpoint(state: Mapping, model: nn.Module, optimizer) -> History:
+    """Put a checkpoint's model, optimizer and random state back; returns its history."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return History.from_dict(state["history"])
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def fit(
+    model: nn.Module,
+    train_loader,
+    val_loader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    *,
+    steps: Steps,
+    num_epochs: int,
+    eval_freq: int,
+    eval_iter: int,
+    history: History | None = None,
+    checkpoint: Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    say: Say = print,
+) -> History:
+    """Train from `history.epochs_done` (0 for a new run) to `num_epochs`, as the book's loop (§5.2, §6.7).
+
+    After each epoch a checkpoint goes to `checkpoint` (with `settings`) when given.
+    The bar is updated by hand rather than wrapping the loader, so the loader's random
+    draws, and with them the batch order, are those of a run without a bar.
+    """
+    from tqdm.auto import tqdm
+
+    for value, name in (
+        (num_epochs, "num_epochs"),
+        (eval_freq, "eval_freq"),
+        (eval_iter, "eval_iter"),
+    ):
+        positive_int(value, name)
+    if len(train_loader) == 0:
+        raise ValueError("the training loader has no batches (drop_last with too few examples?)")
+    history = History() if history is None else history
+    if history.epochs_done >= num_epochs:
+        say(
+            f"Already trained {history.epochs_done} epoch(s) (asked for {num_epochs}); nothing to train"
+        )
+        return history
+
+    started = time.time()
+    for epoch in range(history.epochs_done, num_epochs):
+        model.train()
+        with tqdm(
+            total=len(train_loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress
+        ) as bar:
+            for input_batch, target_batch in train_loader:
+                optimizer.zero_grad()  # gradients of the previous step must not add up
+                loss = steps.calc_loss_batch(input_batch, target_batch, model, device)
+                loss.backward()
+                optimizer.step()
+                history.tokens_seen += input_batch.numel()
+                history.examples_seen += input_batch.shape[0]
+                history.global_step += 1
+                bar.update()
+                if history.global_step % eval_freq == 0:
+                    train_loss, val_loss = steps.evaluate_model(
+                        model, train_loader, val_loader, device, eval_iter
+                    )
+                    history.train_losses.append(train_loss)
+                    history.val_losses.append(val_loss)
+                    history.track_tokens_seen.append(history.tokens_seen)
+                    say(
+                        f"Ep {epoch + 1} (Step {history.global_step:06d}): "
+                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                    )
+        steps.after_epoch(model, train_loader, val_loader, device, eval_iter, history, say)
+        history.epochs_done = epoch + 1
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                model=model,
+                optimizer=optimizer,
+                history=history,
+                settings=settings or {},
+            )
+    say(f"Training completed in {(time.time() - started) / 60:.2f} minutes.")
+    return history

@@ -1,0 +1,141 @@
+"""Each recipe's settings, declared once: the CLI flags and the resume-key set derive from them.
+
+A field's default is the book's value; `setting(..., help)` makes it a flag of
+`ftkit classify train` / `ftkit instruct`, `resume=True` a setting that a checkpoint
+and the run resuming from it must share (see `ftkit.recipes.settings`). This module
+imports no torch, so `ftkit --help` stays quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftkit.recipes.settings import setting
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def model_setting(default: str, presets: str, tiny: str) -> str:
+    """The `--model` setting: a GPT-2 preset or the random-init `tiny` model; checkpoints must agree."""
+    size = default.partition("(")[2].rstrip(")")
+    return setting(
+        default,
+        f"GPT-2 preset ({presets}) or 'tiny' (a small random-init model {tiny}; not GPT-2). "
+        f"Default: the book's {size}",
+        resume=True,
+    )
+
+
+def limit_setting(what: str) -> int | None:
+    """The `--limit` setting: train on the first N texts only, for quick runs; checkpoints must agree."""
+    return setting(None, f"use only the first N {what}", resume=True, type=int)
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Every setting of `ftkit classify train`, with the book's values as defaults (§6.2-6.7)."""
+
+    # The book's CHOOSE_MODEL in §6.4.
+    model: str = model_setting(
+        "gpt2-small (124M)", "'gpt2-small' = '124M', '355M', ...", "that needs no download"
+    )
+    epochs: int = setting(5, "training epochs (book: 5)")
+    limit: int | None = limit_setting("texts of each split")
+    trainable: str = setting(
+        "last_block",
+        "what to fine-tune: last block + final norm + head (book), all (exercise 6.2), head only",
+        resume=True,
+        choices=("last_block", "all", "head"),
+    )
+    token_position: str = setting(
+        "last",
+        "which output token classifies: last (book) or first (exercise 6.3)",
+        resume=True,
+        choices=("last", "first"),
+    )
+    pad_to_context: bool = setting(
+        False,
+        "pad every text to the model's context (1024) instead of the longest (exercise 6.1)",
+        resume=True,
+    )
+    resume: bool = setting(False, "continue from the last epoch checkpoint in --out")
+    out: Path = setting(
+        Path("spam-classifier"), "folder for every file written (default: ./spam-classifier)"
+    )
+    device: str = setting(
+        "auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES
+    )
+    models_dir: Path | None = setting(None, "where GPT-2 weights are cached", type=Path)
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")
+    batch_size: int = setting(8, resume=True)
+    lr: float = setting(5e-5, resume=True)
+    weight_decay: float = setting(0.1, resume=True)
+    eval_freq: int = setting(50, resume=True)
+    eval_iter: int = setting(5, resume=True)
+    seed: int = setting(123, resume=True)
+
+
+@dataclass(frozen=True)
+class InstructConfig:
+    """Every setting of `ftkit instruct`, with the book's values as defaults (§7.2-7.8)."""
+
+    # The book's CHOOSE_MODEL in §7.5.
+    model: str = model_setting(
+        "gpt2-medium (355M)", "'gpt2-medium (355M)', '124M', '774M', ...", "for quick checks"
+    )
+    epochs: int = setting(2, "training epochs (book: 2)")
+    limit: int | None = limit_setting("entries (quick runs)")
+    style: str = setting(
+        "alpaca",
+        "prompt style: alpaca (book) or phi3 (exercise 7.1)",
+        resume=True,
+        choices=("alpaca", "phi3"),
+    )
+    mask_instruction: bool = setting(
+        False, "ignore the prompt's tokens in the loss (exercise 7.2)", resume=True
+    )
+    lora_rank: int | None = setting(
+        None, "train LoRA adapters of this rank (exercise 7.4)", resume=True, type=int
+    )
+    # The book's exercise 7.4 solution: rank 16, alpha 16.
+    lora_alpha: float = setting(16.0, "LoRA alpha (default 16, as the book)", resume=True)
+    dataset: str = setting(
+        "instruction",
+        "instruction (book, 1,100 entries), alpaca (Alpaca 52k, exercise 7.3) or the path "
+        "of an Alpaca-format JSON file",
+        resume=True,
+    )
+    sort_by_length: bool = setting(
+        False,
+        "batch entries of similar length together (less padding; not the book's order)",
+        resume=True,
+    )
+    resume: bool = setting(False, "continue training from the last epoch checkpoint in --out")
+    out: Path = setting(Path("."), "folder for every file written (default: .)")
+    device: str = setting(
+        "auto",
+        "where to train and generate (auto: cuda, then mps, then cpu)",
+        choices=DEVICES,
+    )
+    max_new_tokens: int | None = setting(
+        None,
+        "response length limit when generating (book: 256; 32 for the random-init tiny "
+        "model, whose answers are gibberish anyway)",
+        type=int,
+    )
+    judge_url: str = setting(
+        "http://localhost:11434/api/chat",
+        "Ollama chat endpoint of the judge (book: localhost:11434)",
+    )
+    judge_model: str = setting("llama3", "Ollama judge model (book: llama3)")
+    batch_size: int = setting(8, resume=True)
+    lr: float = setting(5e-5, resume=True)
+    weight_decay: float = setting(0.1, resume=True)
+    eval_freq: int = setting(5, resume=True)
+    eval_iter: int = setting(5, resume=True)
+    # None: the model's context for the book's data (§7.3), 512 for Alpaca-format files.
+    allowed_max_length: int | None = setting(None, resume=True)
+    seed: int = setting(123, resume=True)
+    models_dir: Path | None = setting(None)
+    progress: bool = setting(False)  # a bar per epoch while training (the CLI shows none)
