@@ -291,7 +291,7 @@ def first_divergence(
             ]
             if children:
                 same_as = _equals_one_of(mine.output, children, totals, root)
-                also = f" (its output is {same_as} as is)" if same_as else ""
+                also = f" (it returns the output of {same_as} unchanged)" if same_as else ""
                 text = (
                     f"{through}first difference at {label} ({out_gap}): the outputs of its "
                     f"submodules agree, so look at how {call.kind}.forward combines them{also}"
@@ -304,7 +304,7 @@ def first_divergence(
         named = ", ".join(dict.fromkeys(pretty(c.name, root) for c in siblings))
         while_ = f", while {named} agree" if named else ""
         same_as = _equals_one_of(mine.inputs, siblings, totals, root)
-        also = f" (it gets {same_as} as is)" if same_as else ""
+        also = f" (it passes on the output of {same_as} unchanged)" if same_as else ""
         text = (
             f"{through}first difference at {pretty(parent, root)}: the input its forward gives "
             f"{pretty(call.name, root)} differs ({in_gap}){while_}{also}"
@@ -319,7 +319,7 @@ def _equals_one_of(
     """The label of a call whose output equals `tensors` (a shortcut or a step left out)."""
     for c in reversed(calls):
         if len(c.output) == len(tensors) and gap(tensors, c.output) is None:
-            return f"{_call_label(c, totals, root)}'s output"
+            return _call_label(c, totals, root)
     return None
 
 
@@ -377,6 +377,7 @@ def diagnose(
     inputs: Sequence[torch.Tensor],
     *,
     seeded: bool = True,
+    _owned: bool = False,
 ) -> Diagnosis:
     """Explain how `actual` departs from `expected` (the reference), both built under the same seed.
 
@@ -396,7 +397,7 @@ def diagnose(
         )
         return Diagnosis("layout", text + _compare_with(kind_of, _parent(first)), first, layout)
     init_diff = first_init_difference(actual, expected) if seeded else None
-    work = copy.deepcopy(actual)
+    work = actual if _owned else copy.deepcopy(actual)  # _owned: built for the diagnosis alone
     copy_parameters(expected, work)
     for train in (False, True):
         found = _run_both(work, expected, inputs, kind_of, train=train, root=root)
@@ -427,7 +428,7 @@ def diagnose_model(
         actual = make_actual()
     with _same_rng(seed):
         expected = make_expected()
-    return diagnose(actual, expected, inputs, seeded=True)
+    return diagnose(actual, expected, inputs, seeded=True, _owned=True)
 
 
 def annotate(error: AssertionError, diagnosis: Diagnosis, *, init_why: str | None = None) -> str:
