@@ -228,6 +228,17 @@ def _compare_with(kind_of: dict[str, str], name: str) -> str:
     return f" — compare {kind} with {hint}" if kind else ""
 
 
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+def _owner(kind_of: dict[str, str], name: str) -> str:
+    """The nearest ancestor of `name` whose forward is written by hand (not a container)."""
+    parent = _parent(name)
+    while parent and kind_of.get(parent) in CONTAINERS:
+        parent = _parent(parent)
+    return parent
+
+
 def _parent(name: str) -> str:
     return name.rpartition(".")[0] if "." in name else ""
 
@@ -246,7 +257,9 @@ def first_divergence(
 ) -> Diagnosis | None:
     """Walk the reference's calls in order; describe the first the implementation departs from.
 
-    - a call the implementation never makes: the parent's forward skips that child;
+    - a call the implementation never makes, followed by a difference: the parent's
+      forward skips that child (a skipped call with everything after it agreeing is
+      harmless, e.g. `for block in self.trf_blocks` instead of calling the Sequential);
     - an output that differs while the input agrees: that submodule computes something
       else (or, when all its children agree, its forward combines them differently);
     - an input that differs while everything before agrees: the parent's forward
@@ -260,6 +273,7 @@ def first_divergence(
     for c in actual_calls:
         our_totals[c.name] = our_totals.get(c.name, 0) + 1
     agreed: list[Call] = []
+    skipped: list[tuple[Call, str]] = []  # calls not made since the last agreeing one
     for call in expected_calls:
         label = _call_label(call, totals, root)
         through = (
@@ -267,22 +281,31 @@ def first_divergence(
         )
         mine = ours.get((call.name, call.index))
         parent = _parent(call.name) if call.name else ""
-        parent_kind = kind_of.get(parent, "")
         if mine is None:
-            made = our_totals.get(call.name, 0)
-            detail = (
-                f"{parent_kind or pretty(parent, root)}.forward never calls {pretty(call.name, root)}"
-                if made == 0
-                else f"{parent_kind or pretty(parent, root)}.forward calls {pretty(call.name, root)} "
-                f"{made} time(s), the book {totals[call.name]}"
-            )
-            text = f"{through}first difference at {label}: {detail}"
-            return Diagnosis("wiring", text + _compare_with(kind_of, parent), call.name)
+            if not any(n.startswith(call.name + ".") for n in our_totals):
+                skipped.append((call, through))  # a container whose children ran is no skip
+            continue
         in_gap = gap(mine.inputs, call.inputs)
         out_gap = gap(mine.output, call.output)
         if in_gap is None and out_gap is None:
             agreed.append(call)
+            skipped = []
             continue
+        if skipped:  # a call left out, then a difference: the leaving out is the cause
+            first, through = skipped[0]
+            owner = _owner(kind_of, first.name)
+            made = our_totals.get(first.name, 0)
+            name = pretty(first.name, root)
+            how = (
+                f"never calls {name}"
+                if made == 0
+                else f"calls {name} {made} time(s), the book {totals[first.name]}"
+            )
+            text = (
+                f"{through}first difference at {_call_label(first, totals, root)}: "
+                f"{kind_of.get(owner, '') or pretty(owner, root)}.forward {how}"
+            )
+            return Diagnosis("wiring", text + _compare_with(kind_of, owner), first.name)
         if in_gap is None:  # same input, other output: this module's own forward
             children = [
                 c
@@ -305,6 +328,12 @@ def first_divergence(
         while_ = f", while {named} agree" if named else ""
         same_as = _equals_one_of(mine.inputs, siblings, totals, root)
         also = f" (it passes on the output of {same_as} unchanged)" if same_as else ""
+        extra = [
+            f"calls {pretty(n, root)} {our_totals[n]} times, the book {totals[n]}"
+            for n in dict.fromkeys(c.name for c in siblings)
+            if our_totals.get(n, 0) > totals[n]
+        ]
+        also += f"; it {', '.join(extra)}" if extra else ""
         text = (
             f"{through}first difference at {pretty(parent, root)}: the input its forward gives "
             f"{pretty(call.name, root)} differs ({in_gap}){while_}{also}"
@@ -416,14 +445,28 @@ def diagnose(
     return Diagnosis("none", text, "", layout)
 
 
+Factory = Callable[[], nn.Module]
+
+
 def diagnose_model(
-    make_actual: Callable[[], nn.Module],
-    make_expected: Callable[[], nn.Module],
+    make_actual: Factory,
+    make_expected: Factory,
     inputs: Sequence[torch.Tensor],
     *,
     seed: int = 123,
+    quick: tuple[Factory, Factory] | None = None,
 ) -> Diagnosis:
-    """Build both models under `torch.manual_seed(seed)` and `diagnose` them; the RNG is left as it was."""
+    """Build both models under `torch.manual_seed(seed)` and `diagnose` them; the RNG is left as it was.
+
+    `quick`: factories of a smaller config of the same models, tried first. Its answer is
+    kept when it locates a computation or wiring difference (one the code has at any size);
+    otherwise (layout, error, init order, none: possibly artefacts of the smaller config)
+    the full-size models decide.
+    """
+    if quick is not None:
+        found = diagnose_model(*quick, inputs, seed=seed)
+        if found.kind in ("computation", "wiring"):
+            return found
     with _same_rng(seed):
         actual = make_actual()
     with _same_rng(seed):

@@ -29,10 +29,13 @@ def build(cls, cfg: dict, seed: int = 123) -> torch.nn.Module:
 
 
 @contextmanager
-def diagnosed(make_impl, make_ref, inputs, *, seeded: bool = False, init_why: str | None = None):
+def diagnosed(
+    make_impl, make_ref, inputs, *, seeded: bool = False, init_why: str | None = None, quick=None
+):
     """On a failed comparison, say which submodule first computes something else (ftkit.diagnose).
 
     `seeded`: the test compares seeded initial weights, so an init-order difference is a cause.
+    `quick`: factories of smaller models to try first (see `diagnose_model`).
     """
     try:
         yield
@@ -40,7 +43,7 @@ def diagnosed(make_impl, make_ref, inputs, *, seeded: bool = False, init_why: st
         if isinstance(err, NotImplementedError):  # a stub: the plugin reports "not started"
             raise
         try:
-            found = diagnose_model(make_impl, make_ref, inputs)
+            found = diagnose_model(make_impl, make_ref, inputs, quick=quick)
         except Exception as failure:  # the diagnosis must never hide the test's own failure
             raise AssertionError(f"{err}\n(diagnosis failed: {failure!r})") from err
         if not seeded and found.init_order:
@@ -84,9 +87,17 @@ def test_gpt2_small_logits_equal_the_books_printout(impl, ref, golden):
         "out_head), so the same order gives the same weights and logits (§4.6)"
     )
     del model  # the diagnosis builds its own pair
+    # Diagnosed first on 2 layers and an 8192-token vocabulary (fast); the 124M decides the rest.
     # The init-order `why` is shown only when the diagnosis finds the computation the book's.
+    small = {**cfg, "n_layers": 2, "vocab_size": 8192}
+    quick = (lambda: impl.GPTModel(small), lambda: ref.GPTModel(small))
     with diagnosed(
-        lambda: impl.GPTModel(cfg), lambda: ref.GPTModel(cfg), [batch], seeded=True, init_why=why
+        lambda: impl.GPTModel(cfg),
+        lambda: ref.GPTModel(cfg),
+        [batch],
+        seeded=True,
+        init_why=why,
+        quick=quick,
     ):
         assert_tensor_equal(
             logits[:, :, :3], g["logits_first3"], name="logits[:, :, :3]", atol=6e-5

@@ -9,6 +9,7 @@ be told so.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,6 +26,7 @@ from torch import nn
 import reference.model as R
 from ftkit.asserts import assert_tensor_equal
 from ftkit.diagnose import Diagnosis, diagnose, diagnose_model, pretty
+from ftkit.impl import Impl
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = R.get_config("tiny", context_length=16, drop_rate=0.1)
@@ -253,6 +256,51 @@ def test_parts_are_diagnosed_on_their_own():
     assert_names(found, ["first difference at TransformerBlock", "drop_shortcut (call 2)"])
 
 
+class BlocksInALoop(R.GPTModel):
+    """The book's computation, but the blocks called one by one and GELU as a function."""
+
+    def forward(self, in_idx):
+        _, seq_len = in_idx.shape
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(torch.arange(seq_len)))
+        for block in self.trf_blocks:
+            x = block(x)
+        return self.out_head(self.final_norm(x))
+
+
+class BlocksInALoopNoFinalNorm(R.GPTModel):
+    def forward(self, in_idx):
+        _, seq_len = in_idx.shape
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(torch.arange(seq_len)))
+        for block in self.trf_blocks:
+            x = block(x)
+        return self.out_head(x)
+
+
+class FunctionalGELU(R.FeedForward):
+    def forward(self, x):
+        hidden = nn.functional.gelu(self.layers[0](x), approximate="tanh")
+        return self.layers[2](hidden)
+
+
+def test_the_books_computation_written_otherwise_has_no_difference():
+    for cls in (BlocksInALoop, with_parts(FeedForward=FunctionalGELU)):
+        found = diagnose_model(lambda cls=cls: cls(CFG), lambda: R.GPTModel(CFG), [BATCH])
+        assert found.kind == "none", found.text
+    found = diagnose_model(lambda: BlocksInALoopNoFinalNorm(CFG), lambda: R.GPTModel(CFG), [BATCH])
+    assert_names(found, ["first difference at final_norm", "GPTModel.forward never calls"])
+
+
+def test_a_child_called_twice_is_named():
+    class BlocksTwice(R.GPTModel):
+        def forward(self, in_idx):
+            _, seq_len = in_idx.shape
+            x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(torch.arange(seq_len)))
+            return self.out_head(self.final_norm(self.trf_blocks(self.trf_blocks(x))))
+
+    found = diagnose_model(lambda: BlocksTwice(CFG), lambda: R.GPTModel(CFG), [BATCH])
+    assert_names(found, ["first difference at GPTModel", "final_norm", "calls trf_blocks 2 times"])
+
+
 def test_only_another_creation_order_is_called_an_initialisation_order_difference():
     found = diagnose_model(lambda: FinalNormFirst(CFG), lambda: R.GPTModel(CFG), [BATCH])
     assert found.init_order, found.text
@@ -320,30 +368,23 @@ def test_nan_equal_to_nan_fails_unless_asked():
     assert_tensor_equal(nan, nan.clone(), name="outputs", equal_nan=True)
 
 
-def test_a_causal_mask_off_by_one_fails_the_book_causality_test(tmp_path):
-    learner = tmp_path / "offbyone"
-    learner.mkdir()
-    (learner / "__init__.py").write_text("")
-    (learner / "model.py").write_text(
-        textwrap.dedent(
-            """
-            import torch
-            from reference.model import *  # noqa: F403
-            from reference.model import MultiHeadAttention as _Book
+def book_tests(name: str):
+    """A module of tests/book loaded by path (tests/ is no package), to call a test directly."""
+    path = ROOT / "tests" / "book" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_book_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-            class MultiHeadAttention(_Book):
-                def __init__(self, *args, **kwargs):
-                    super().__init__(*args, **kwargs)
-                    n = self.mask.shape[0]
-                    self.mask = torch.triu(torch.ones(n, n), diagonal=0)
-            """
-        )
-    )
-    result = run_book_tests(tmp_path, "offbyone", "test_attention_is_causal")
-    assert result.returncode == 1, result.stdout
-    errors = "\n".join(line for line in result.stdout.splitlines() if line.startswith("E "))
-    assert "first difference at MultiHeadAttention" in errors, result.stdout
-    assert "NaN at outputs 0-3[0, 0]" in errors, result.stdout
+
+def test_a_causal_mask_off_by_one_fails_the_book_causality_test():
+    learner = SimpleNamespace(MultiHeadAttention=MaskDiagonalOffByOne)
+    with pytest.raises(AssertionError) as failure:
+        book_tests("test_model").test_attention_is_causal(learner, Impl("reference"))
+    message = str(failure.value)
+    assert message.startswith("outputs agree through W_value; first difference at "), message
+    assert "MultiHeadAttention" in message and "diagonal=1" in message, message
+    assert "NaN at outputs 0-3[0, 0]" in message, message
 
 
 # --- end to end: a learner's package checked by the book's own test ----------------------
