@@ -54,11 +54,14 @@ def assert_tensor_equal(
     rtol: float = 0.0,
     check_dtype: bool = True,
     check_device: bool = True,
+    equal_nan: bool = False,
 ) -> None:
     """Assert `actual` equals `expected` (a tensor or nested list), naming the first differences.
 
     With `atol`/`rtol` zero the comparison is exact; otherwise `torch.isclose` decides.
-    `why` is the book's reason the value must be what it is.
+    `why` is the book's reason the value must be what it is. A NaN in `actual` fails
+    even where `expected` is NaN too (both may come from the same broken code, e.g. a
+    causal mask that hides a token from itself), unless `equal_nan=True`.
     """
     expected = expected if isinstance(expected, torch.Tensor) else torch.tensor(expected)
     if isinstance(actual, torch.Tensor):
@@ -67,8 +70,10 @@ def assert_tensor_equal(
         actual, expected, name=name, check_dtype=check_dtype, check_device=check_device
     )
     a, e = actual.detach(), expected.to(actual.dtype)
+    if a.is_floating_point() or a.is_complex():
+        _assert_no_nan(a, e, name=name, why=why, equal_nan=equal_nan)
     if atol or rtol:
-        same = torch.isclose(a.double(), e.double(), atol=atol, rtol=rtol, equal_nan=True)
+        same = torch.isclose(a.double(), e.double(), atol=atol, rtol=rtol, equal_nan=equal_nan)
     else:
         same = (a == e) | (torch.isnan(a) & torch.isnan(e)) if a.is_floating_point() else a == e
     if bool(same.all()):
@@ -84,6 +89,24 @@ def assert_tensor_equal(
         f"{len(bad)} of {same.numel()} values of {name} differ{tol}{_because(why)}\n  "
         + "\n  ".join(lines)
         + more
+    )
+
+
+def _assert_no_nan(
+    a: torch.Tensor, e: torch.Tensor, *, name: str, why: str | None, equal_nan: bool
+) -> None:
+    """Fail on NaN in `a` where `e` has a number (or anywhere, unless `equal_nan`)."""
+    bad_nan = torch.isnan(a) & ~torch.isnan(e) if equal_nan else torch.isnan(a)
+    if not bool(bad_nan.any()):
+        return
+    where = bad_nan.nonzero().tolist()
+    first = tuple(where[0])
+    at = _fmt_index(name, first) if first else name
+    more = f" (and {len(where) - 1} more of {a.numel()} values)" if len(where) > 1 else ""
+    raise AssertionError(
+        f"NaN at {at}{more}: expected {e[first].item()!r}{_because(why)}\n"
+        "  NaN comes from 0/0, the square root of a negative number, or a softmax over a row "
+        "of -inf only (e.g. a causal mask that hides a token from itself)"
     )
 
 

@@ -7,10 +7,13 @@ the real 124M shape, built once (about a second on CPU).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from ftkit.diagnose import annotate, diagnose_model
 from ftkit.io.tokenizer import get_tokenizer
 from tests.book_package import book_module
 
@@ -25,6 +28,29 @@ def small_config(ref, **overrides) -> dict:
 def build(cls, cfg: dict, seed: int = 123) -> torch.nn.Module:
     torch.manual_seed(seed)
     return cls(cfg)
+
+
+@contextmanager
+def diagnosed(
+    make_impl, make_ref, inputs, *, seeded: bool = False, init_why: str | None = None, quick=None
+):
+    """On a failed comparison, say which submodule first computes something else (ftkit.diagnose).
+
+    `seeded`: the test compares seeded initial weights, so an init-order difference is a cause.
+    `quick`: factories of smaller models to try first (see `diagnose_model`).
+    """
+    try:
+        yield
+    except (AssertionError, RuntimeError) as err:
+        if isinstance(err, NotImplementedError):  # a stub: the plugin reports "not started"
+            raise
+        try:
+            found = diagnose_model(make_impl, make_ref, inputs, quick=quick)
+        except Exception as failure:  # the diagnosis must never hide the test's own failure
+            raise AssertionError(f"{err}\n(diagnosis failed: {failure!r})") from err
+        if not seeded and found.init_order:
+            raise
+        raise AssertionError(annotate(err, found, init_why=init_why if seeded else None)) from None
 
 
 # --- §4.1/§4.6: the book's batch, shapes and printed logits --------------------------------
@@ -50,23 +76,37 @@ def test_book_batch_token_ids(golden):
     assert_equal(ids, g["batch_ids"], name="encoded batch", why="GPT-2's BPE tokenizer (§4.1)")
 
 
-def test_gpt2_small_logits_equal_the_books_printout(impl, golden):
+def test_gpt2_small_logits_equal_the_books_printout(impl, ref, golden):
     g = golden("model")
     cfg = g["book_config_124m"]
     model = build(impl.GPTModel, cfg)  # left in training mode: the book's printout has dropout on
+    batch = torch.tensor(g["batch_ids"])
     with torch.no_grad():
-        logits = model(torch.tensor(g["batch_ids"]))
+        logits = model(batch)
     why = (
         "with torch.manual_seed(123) the book's GPTModel creates its layers in a fixed order "
         "(tok_emb, pos_emb, blocks: att W_query/W_key/W_value/out_proj, ff, norms; final_norm, "
         "out_head), so the same order gives the same weights and logits (§4.6)"
     )
-    assert_tensor_equal(
-        logits[:, :, :3], g["logits_first3"], name="logits[:, :, :3]", atol=6e-5, why=why
-    )
-    assert_tensor_equal(
-        logits[:, :, -3:], g["logits_last3"], name="logits[:, :, -3:]", atol=6e-5, why=why
-    )
+    del model  # the diagnosis builds its own pair
+    # Diagnosed first on 2 layers and an 8192-token vocabulary (fast); the 124M decides the rest.
+    # The init-order `why` is shown only when the diagnosis finds the computation the book's.
+    small = {**cfg, "n_layers": 2, "vocab_size": 8192}
+    quick = (lambda: impl.GPTModel(small), lambda: ref.GPTModel(small))
+    with diagnosed(
+        lambda: impl.GPTModel(cfg),
+        lambda: ref.GPTModel(cfg),
+        [batch],
+        seeded=True,
+        init_why=why,
+        quick=quick,
+    ):
+        assert_tensor_equal(
+            logits[:, :, :3], g["logits_first3"], name="logits[:, :, :3]", atol=6e-5
+        )
+        assert_tensor_equal(
+            logits[:, :, -3:], g["logits_last3"], name="logits[:, :, -3:]", atol=6e-5
+        )
 
 
 def test_gpt2_small_parameter_counts_as_the_book_prints(impl, golden):
@@ -122,13 +162,14 @@ def test_state_dicts_load_strictly_both_ways(impl, ref):
     batch = torch.tensor([[6109, 3626, 6100, 345]])
     ours.load_state_dict(theirs.state_dict(), strict=True)
     ours.eval(), theirs.eval()
-    assert_tensor_equal(
-        ours(batch),
-        theirs(batch),
-        name="logits after loading the book model's weights",
-        atol=1e-5,
-        why="same weights, same computation (§4.6)",
-    )
+    with diagnosed(lambda: impl.GPTModel(cfg), lambda: ref.GPTModel(cfg), [batch]):
+        assert_tensor_equal(
+            ours(batch),
+            theirs(batch),
+            name="logits after loading the book model's weights",
+            atol=1e-5,
+            why="same weights, same computation (§4.6)",
+        )
 
 
 @pytest.mark.parametrize("qkv_bias", [False, True])
@@ -197,19 +238,21 @@ def test_transformer_block_keeps_the_shape(impl, ref):
     cfg = small_config(ref)
     block = impl.TransformerBlock(cfg)
     x = torch.rand(2, 4, cfg["emb_dim"])
-    assert_equal(list(block(x).shape), [2, 4, cfg["emb_dim"]], name="TransformerBlock(x).shape")
+    with diagnosed(lambda: impl.TransformerBlock(cfg), lambda: ref.TransformerBlock(cfg), [x]):
+        assert_equal(list(block(x).shape), [2, 4, cfg["emb_dim"]], name="TransformerBlock(x).shape")
 
 
-def test_attention_is_causal(impl):
+def test_attention_is_causal(impl, ref):
     torch.manual_seed(123)
-    mha = impl.MultiHeadAttention(
-        d_in=8, d_out=8, context_length=6, dropout=0.0, num_heads=2, qkv_bias=False
-    )
+    kwargs = {"d_in": 8, "d_out": 8, "context_length": 6, "dropout": 0.0, "num_heads": 2}
+    mha = impl.MultiHeadAttention(**kwargs, qkv_bias=False)
     x = torch.rand(1, 6, 8)
     changed = x.clone()
     changed[0, 4:] = torch.rand(2, 8)
     why = "the causal mask hides later tokens, so changing token 4 never changes outputs 0-3 (§3.5)"
-    assert_tensor_equal(mha(changed)[0, :4], mha(x)[0, :4], name="outputs 0-3", why=why)
+    make = (lambda: impl.MultiHeadAttention(**kwargs), lambda: ref.MultiHeadAttention(**kwargs))
+    with diagnosed(*make, [x]):
+        assert_tensor_equal(mha(changed)[0, :4], mha(x)[0, :4], name="outputs 0-3", why=why)
 
 
 def test_model_is_causal_changing_a_later_token_keeps_earlier_logits(impl, ref):
@@ -219,12 +262,14 @@ def test_model_is_causal_changing_a_later_token_keeps_earlier_logits(impl, ref):
     changed[0, 3] = 50256
     with torch.no_grad():
         before, after = model(ids), model(changed)
-    assert_tensor_equal(
-        after[0, :3],
-        before[0, :3],
-        name="logits of tokens 0-2",
-        why="a token may only attend to itself and earlier tokens (§3.5)",
-    )
+    cfg = small_config(ref)
+    with diagnosed(lambda: impl.GPTModel(cfg), lambda: ref.GPTModel(cfg), [ids]):
+        assert_tensor_equal(
+            after[0, :3],
+            before[0, :3],
+            name="logits of tokens 0-2",
+            why="a token may only attend to itself and earlier tokens (§3.5)",
+        )
     assert not torch.equal(after[0, 3:], before[0, 3:]), "logits from token 3 on ignore the change"
 
 
@@ -296,3 +341,68 @@ def test_1d_input_is_a_clear_error(ref):
     model = build(ref.GPTModel, small_config(ref))
     with pytest.raises(ValueError, match=r"\(batch, tokens\)"):
         model(torch.tensor([1, 2, 3]))
+
+
+# --- blind spots: the same weights must give the book's numbers, part by part -------------
+
+
+def test_layernorm_of_a_constant_row_is_finite(impl):
+    out = impl.LayerNorm(emb_dim=4)(torch.full((2, 4), 3.0))
+    assert_tensor_equal(
+        out,
+        torch.zeros(2, 4),
+        name="LayerNorm(constant rows)",
+        atol=1e-6,
+        why="a constant row has variance 0; eps=1e-5 under the square root keeps "
+        "(x - mean) / sqrt(var + eps) finite, so the output is the shift (§4.2)",
+    )
+
+
+def test_layernorm_uses_the_biased_variance(impl):
+    torch.manual_seed(123)
+    x = torch.randn(3, 4)  # few columns: dividing by n - 1 instead of n shows clearly
+    assert_tensor_equal(
+        impl.LayerNorm(emb_dim=4)(x),
+        torch.nn.functional.layer_norm(x, (4,), eps=1e-5),
+        name="LayerNorm(x)",
+        atol=1e-5,
+        why="the variance divides by n, not n - 1: x.var(dim=-1, keepdim=True, unbiased=False) "
+        "(§4.2)",
+    )
+
+
+def test_transformer_block_equals_the_books_with_the_same_weights(impl, ref):
+    cfg = small_config(ref)
+    ours, theirs = build(impl.TransformerBlock, cfg), build(book.TransformerBlock, cfg)
+    x = torch.rand(2, 5, cfg["emb_dim"])
+    with diagnosed(lambda: impl.TransformerBlock(cfg), lambda: ref.TransformerBlock(cfg), [x]):
+        ours.load_state_dict(theirs.state_dict())
+        ours.eval(), theirs.eval()
+        with torch.no_grad():
+            assert_tensor_equal(
+                ours(x),
+                theirs(x),
+                name="TransformerBlock(x)",
+                atol=1e-5,
+                why="same weights, same computation: pre-norm attention and feed-forward, each "
+                "with a shortcut (§4.5)",
+            )
+
+
+def test_multihead_attention_equals_the_books_with_the_same_weights(impl, ref):
+    kwargs = {"d_in": 12, "d_out": 12, "context_length": 8, "dropout": 0.0, "num_heads": 3}
+    torch.manual_seed(123)
+    ours, theirs = impl.MultiHeadAttention(**kwargs), book.MultiHeadAttention(**kwargs)
+    x = torch.rand(2, 7, 12)
+    make = (lambda: impl.MultiHeadAttention(**kwargs), lambda: ref.MultiHeadAttention(**kwargs))
+    with diagnosed(*make, [x]):
+        ours.load_state_dict(theirs.state_dict())
+        with torch.no_grad():
+            assert_tensor_equal(
+                ours(x),
+                theirs(x),
+                name="MultiHeadAttention(x)",
+                atol=1e-5,
+                why="same weights, same computation: causal mask, scores scaled by "
+                "sqrt(head_dim), heads split and merged with transpose(1, 2) (§3.6)",
+            )
