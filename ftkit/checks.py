@@ -6,6 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def context_length(model: Any) -> int:
+    """The number of positions a book `GPTModel` holds (its `pos_emb` rows), the one place it is read."""
+    pos_emb = getattr(model, "pos_emb", None)
+    weight = getattr(pos_emb, "weight", None)
+    if weight is None or weight.dim() != 2:
+        raise TypeError(
+            f"{type(model).__name__} has no pos_emb embedding to read its context length from; "
+            "expected the book's GPTModel (§4.6)"
+        )
+    return int(weight.shape[0])
+
+
 def positive_int(value: Any, name: str) -> int:
     """`value` if it is an int >= 1 (a bool is not), else a ValueError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

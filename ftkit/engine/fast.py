@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftkit.checks import context_length
 from reference.generation import _check_generation_args, _pick_next_token
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -351,7 +352,7 @@ def generate_cached(
         _require(block, ("norm1", "att", "norm2", "ff"), f"trf_blocks[{i}]")
     # The same argument checks (and messages) as the book-level `generate`.
     _check_generation_args(idx, max_new_tokens, context_size, temperature, top_k)
-    limit, vocab = model.pos_emb.num_embeddings, model.tok_emb.num_embeddings
+    limit, vocab = context_length(model), model.tok_emb.num_embeddings
     if context_size > limit:
         raise ValueError(f"context_size={context_size} exceeds the model's {limit} positions")
     if top_k is not None and top_k > vocab:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ftkit.checks import context_length
 from ftkit.io.files import write_text_atomic
 from reference.collate import PAD_TOKEN_ID
 from reference.evaluation import RESPONSE_HEADERS, extract_response
@@ -113,7 +114,7 @@ def write_test_responses(
     out_path = Path(out_path)
     done = load_done(out_path, test_data)
     if context_size is None:
-        context_size = model.pos_emb.weight.shape[0]  # GPTModel's context length
+        context_size = context_length(model)
     was_training = model.training
     model.eval()  # no dropout: the responses must be the model's deterministic answers
     try:

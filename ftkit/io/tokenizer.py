@@ -12,9 +12,10 @@ from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tiktoken_ext.openai_public import ENDOFTEXT, r50k_pat_str
 
 from ftkit.io.assets import ASSETS, fetch
+from reference.collate import PAD_TOKEN_ID
 
 N_VOCAB = 50257  # GPT-2's vocabulary: 50,000 merges + 256 byte tokens + <|endoftext|>
-EOT_ID = 50256  # the id of "<|endoftext|>", GPT-2's end-of-text and the book's padding token
+EOT_ID = PAD_TOKEN_ID  # "<|endoftext|>": GPT-2's end-of-text, the book's padding token (§7.3)
 
 
 @contextmanager
