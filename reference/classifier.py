@@ -8,6 +8,7 @@ is exercise 6.3. Saving a classifier: `ftkit/io/classifier.py`; resuming: `ftkit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 import torch
 from torch import nn
@@ -118,22 +119,21 @@ def calc_loss_loader(
     *,
     token_position: str = "last",
 ) -> float:
-    """Mean classification loss over the first `num_batches` batches; NaN when empty (book §6.6)."""
+    """Mean classification loss over the first `num_batches` batches; NaN when empty (book §6.6).
+
+    The book's §5.1 `calc_loss_loader` with chapter 6's `calc_loss_batch`: the same
+    batches and the same mean, written with `islice` instead of a counted loop.
+    """
     if num_batches is not None:  # kit: a clear error instead of a division by zero
         positive_int(num_batches, "num_batches")
-    total_loss = 0.0
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i < num_batches:
-            loss = calc_loss_batch(
-                input_batch, target_batch, model, device, token_position=token_position
-            )
-            total_loss += loss.item()
-        else:
-            break
-    return total_loss / num_batches
+    losses = (
+        calc_loss_batch(input_batch, target_batch, model, device, token_position=token_position)
+        for input_batch, target_batch in islice(data_loader, num_batches)
+    )
+    return sum(loss.item() for loss in losses) / num_batches
 
 
 def evaluate_model(

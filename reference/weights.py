@@ -58,50 +58,21 @@ def load_weights_into_gpt(gpt, params):
         block.att.W_key.bias = assign(block.att.W_key.bias, k_b, name=f"{at}.att.W_key.bias")
         block.att.W_value.bias = assign(block.att.W_value.bias, v_b, name=f"{at}.att.W_value.bias")
 
-        block.att.out_proj.weight = assign(
-            block.att.out_proj.weight,
-            params["blocks"][b]["attn"]["c_proj"]["w"].T,
-            name=f"{at}.att.out_proj.weight",
-        )
-        block.att.out_proj.bias = assign(
-            block.att.out_proj.bias,
-            params["blocks"][b]["attn"]["c_proj"]["b"],
-            name=f"{at}.att.out_proj.bias",
-        )
+        # The book assigns these layers one statement each; the statements differ only in
+        # which layer and which params key, so they are a loop here (same assignments).
+        for linear, (group, key), label in (
+            (block.att.out_proj, ("attn", "c_proj"), "att.out_proj"),
+            (block.ff.layers[0], ("mlp", "c_fc"), "ff.layers.0"),
+            (block.ff.layers[2], ("mlp", "c_proj"), "ff.layers.2"),
+        ):
+            layer = params["blocks"][b][group][key]
+            linear.weight = assign(linear.weight, layer["w"].T, name=f"{at}.{label}.weight")
+            linear.bias = assign(linear.bias, layer["b"], name=f"{at}.{label}.bias")
 
-        block.ff.layers[0].weight = assign(
-            block.ff.layers[0].weight,
-            params["blocks"][b]["mlp"]["c_fc"]["w"].T,
-            name=f"{at}.ff.layers.0.weight",
-        )
-        block.ff.layers[0].bias = assign(
-            block.ff.layers[0].bias,
-            params["blocks"][b]["mlp"]["c_fc"]["b"],
-            name=f"{at}.ff.layers.0.bias",
-        )
-        block.ff.layers[2].weight = assign(
-            block.ff.layers[2].weight,
-            params["blocks"][b]["mlp"]["c_proj"]["w"].T,
-            name=f"{at}.ff.layers.2.weight",
-        )
-        block.ff.layers[2].bias = assign(
-            block.ff.layers[2].bias,
-            params["blocks"][b]["mlp"]["c_proj"]["b"],
-            name=f"{at}.ff.layers.2.bias",
-        )
-
-        block.norm1.scale = assign(
-            block.norm1.scale, params["blocks"][b]["ln_1"]["g"], name=f"{at}.norm1.scale"
-        )
-        block.norm1.shift = assign(
-            block.norm1.shift, params["blocks"][b]["ln_1"]["b"], name=f"{at}.norm1.shift"
-        )
-        block.norm2.scale = assign(
-            block.norm2.scale, params["blocks"][b]["ln_2"]["g"], name=f"{at}.norm2.scale"
-        )
-        block.norm2.shift = assign(
-            block.norm2.shift, params["blocks"][b]["ln_2"]["b"], name=f"{at}.norm2.shift"
-        )
+        for norm, key, label in ((block.norm1, "ln_1", "norm1"), (block.norm2, "ln_2", "norm2")):
+            ln = params["blocks"][b][key]
+            norm.scale = assign(norm.scale, ln["g"], name=f"{at}.{label}.scale")
+            norm.shift = assign(norm.shift, ln["b"], name=f"{at}.{label}.shift")
 
     gpt.final_norm.scale = assign(gpt.final_norm.scale, params["g"], name="final_norm.scale")
     gpt.final_norm.shift = assign(gpt.final_norm.shift, params["b"], name="final_norm.shift")
