@@ -17,6 +17,8 @@ from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes import instruct as recipe
 from reference.instruction_data import split_data
 
+pytestmark = pytest.mark.stage("instruction SFT")
+
 
 def quiet(*_args) -> None:
     """A `say` that drops the recipe's progress lines."""

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer  # tooling, not an exercise
 
+pytestmark = pytest.mark.stage("classification")
+
 SPAM = [
     "WINNER!! You have won a 1000 cash prize. Call now to claim",
     "Free entry in a weekly competition, text WIN to 80086 now",

@@ -7,6 +7,8 @@ import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 
+pytestmark = pytest.mark.stage("collate")
+
 WHY_PAD = "every item is padded with 50256 to the longest item + 1 (book §7.3)"
 WHY_SHIFT = "the targets are the inputs shifted one position to the right (book §7.3)"
 WHY_MASK = (

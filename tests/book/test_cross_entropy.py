@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from ftkit.asserts import assert_close
+
+pytestmark = pytest.mark.stage("training")
 
 
 def test_cross_entropy_demo_values(golden):

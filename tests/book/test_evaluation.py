@@ -12,6 +12,8 @@ import reference.evaluation as evaluation_tooling
 from ftkit.asserts import assert_equal
 from ftkit.io.tokenizer import get_tokenizer
 
+pytestmark = pytest.mark.stage("evaluation")
+
 MAX_NEW = 2
 WHY_EXTRACT = (
     "the response is the generated text after the prompt, without the '### Response:' header, "

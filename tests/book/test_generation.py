@@ -13,6 +13,8 @@ from torch import nn
 from ftkit.asserts import assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
 
+pytestmark = pytest.mark.stage("generation")
+
 BOOK_124M = {
     "vocab_size": 50257,
     "context_length": 1024,

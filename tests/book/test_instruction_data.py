@@ -9,6 +9,8 @@ import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 
+pytestmark = pytest.mark.stage("instruction SFT")
+
 
 @pytest.fixture(scope="module")
 def tokenizer():

@@ -21,6 +21,8 @@ from ftkit.asserts import assert_equal
 from ftkit.io.assets import fetch
 from tests.fake_ollama import running_fake_ollama
 
+pytestmark = pytest.mark.stage("evaluation")
+
 RESPONSE = re.compile(r"score the model response `(.*)` on a scale from 0 to 100", re.S)
 # Answer styles real judges use: bare, prefixed, after DeepSeek-R1's reasoning, as a fraction.
 STYLES = (

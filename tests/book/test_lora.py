@@ -10,6 +10,8 @@ from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 
+pytestmark = pytest.mark.stage("LoRA")
+
 RANK, ALPHA = 4, 8.0
 
 

@@ -14,6 +14,8 @@ from llms_from_scratch import ch04 as book
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
 
+pytestmark = pytest.mark.stage("model")
+
 
 def small_config(ref, **overrides) -> dict:
     """A model too small to matter for speed, with GPT-2's real vocabulary."""

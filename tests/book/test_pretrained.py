@@ -12,7 +12,7 @@ import torch
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 
-pytestmark = pytest.mark.weights
+pytestmark = [pytest.mark.weights, pytest.mark.stage("model")]
 
 
 def greedy_continuation(ref, model, prompt: str) -> str:

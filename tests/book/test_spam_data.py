@@ -8,6 +8,8 @@ import torch
 
 from ftkit.asserts import assert_equal
 
+pytestmark = pytest.mark.stage("data")
+
 
 @pytest.fixture(scope="module")
 def tokenizer():

@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
 
+pytestmark = pytest.mark.stage("training")
+
 MAX_LEN = 24  # truncate instruction examples: enough text to learn from, fast on CPU
 LOG_LINE = re.compile(
     r"^Ep (\d+) \(Step (\d{6})\): Train loss (\d+\.\d{3}), Val loss (\d+\.\d{3})$"

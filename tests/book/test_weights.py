@@ -22,6 +22,8 @@ from ftkit.cli import main as ftkit_main
 from ftkit.io.assets import AssetError
 from reference import weights
 
+pytestmark = pytest.mark.stage("model")
+
 D, N_LAYER, N_HEAD, VOCAB, CTX = 16, 2, 4, 97, 24
 SETTINGS = {"n_vocab": VOCAB, "n_ctx": CTX, "n_embd": D, "n_head": N_HEAD, "n_layer": N_LAYER}
 WHY = (
