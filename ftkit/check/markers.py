@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -218,9 +217,11 @@ class UsageRecorder:
         if key is None:
             return
         usage = self.functions[key]
-        if report.when == "call":
+        used = getattr(report, "ftkit_used", ())
+        # A test skipped before it looked anything up (e.g. weights not cached) did not run.
+        if report.when == "call" and (used or not report.skipped):
             usage.ran += 1
-        usage.used.update(getattr(report, "ftkit_used", ()))
+        usage.used.update(used)
 
 
 def problems(functions: dict[str, Usage]) -> list[str]:

@@ -101,8 +101,8 @@ def watched_folder(impl: str) -> Path:
 
 def stages_of_file(path: Path) -> set[str]:
     """The book stages whose exercises live in a changed module (by its file name)."""
-    from ftkit.check.progress import stage_of
     from ftkit.check.impl import exercise_keys
+    from ftkit.check.progress import stage_of
 
     return {stage_of(key) for key, (module, _) in exercise_keys().items() if module == path.stem}
 

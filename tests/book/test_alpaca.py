@@ -64,6 +64,7 @@ def batch_widths(data: list[dict], allowed_max_length: int) -> list[int]:
     return [inputs.shape[1] for inputs, _ in loader]
 
 
+@pytest.mark.exercise("create_instruction_loaders", "load_instruction_data")
 @pytest.mark.book_exercise("7.3")
 def test_your_loaders_cut_alpaca_entries_to_512_tokens(impl, ref, alpaca_file):
     """Exercise 7.3 with your code: load an Alpaca-format file, batch it with allowed_max_length=512."""

@@ -19,6 +19,7 @@ batches = st.lists(item, min_size=1, max_size=8)
 limits = st.one_of(st.none(), st.integers(1, 400))
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -62,6 +63,7 @@ def test_collate_properties(impl, batch, limit):
             assert ignored == [], f"row {row}: -100 only appears after the first end-of-text"
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 @settings(

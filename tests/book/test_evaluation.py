@@ -73,6 +73,7 @@ def expected(ref, golden, tiny_model) -> list[dict]:
 # --- extract_response -----------------------------------------------------------------
 
 
+@pytest.mark.exercise("extract_response")
 def test_extract_response_on_the_books_first_test_entry(impl, ref, book_entries):
     entry = book_entries[0]
     prompt = ref.format_input(entry)
@@ -85,6 +86,7 @@ def test_extract_response_on_the_books_first_test_entry(impl, ref, book_entries)
     )
 
 
+@pytest.mark.exercise("extract_response")
 @pytest.mark.book_exercise("7.1")
 def test_extract_response_phi3_style(impl, ref, book_entries):
     entry = book_entries[1]
@@ -121,6 +123,7 @@ def run(impl, model, entries, path, **kwargs):
     )
 
 
+@pytest.mark.exercise("generate_test_responses")
 def test_responses_are_greedy_generations_in_the_books_file_format(
     impl, tiny_model, test_entries, expected, tmp_path
 ):
@@ -132,6 +135,7 @@ def test_responses_are_greedy_generations_in_the_books_file_format(
     assert_equal(json.dumps(test_entries), before, name="test_data (must not be modified)")
 
 
+@pytest.mark.exercise("generate_test_responses")
 def test_interrupted_run_resumes_without_redoing_entries(
     impl, tiny_model, test_entries, expected, tmp_path
 ):
@@ -150,6 +154,7 @@ def test_interrupted_run_resumes_without_redoing_entries(
     assert_equal(json.loads(path.read_text(encoding="utf-8")), expected, name="resumed file")
 
 
+@pytest.mark.exercise("generate_test_responses")
 def test_responses_file_of_another_test_set_is_an_error(impl, tiny_model, test_entries, tmp_path):
     path = tmp_path / "responses.json"
     other = [dict(test_entries[0], instruction="Name a primary color.", model_response="Red.")]

@@ -34,6 +34,7 @@ def g(golden):
 # --- loading -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("load_instruction_data")
 def test_load_instruction_data_reads_the_books_file(impl, g):
     data = impl.load_instruction_data()
     assert_equal(len(data), g["num_entries"], name="number of entries", why="book §7.2")
@@ -43,12 +44,14 @@ def test_load_instruction_data_reads_the_books_file(impl, g):
     )
 
 
+@pytest.mark.exercise("load_instruction_data")
 def test_load_instruction_data_from_a_path(impl, tmp_path, g):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps([g["entry_50"], g["entry_999"]]), encoding="utf-8")
     assert_equal(impl.load_instruction_data(path), [g["entry_50"], g["entry_999"]], name="data")
 
 
+@pytest.mark.exercise("load_instruction_data")
 @pytest.mark.parametrize(
     ("entries", "match"),
     [
@@ -69,6 +72,7 @@ def test_bad_entries_name_file_index_and_key(impl, tmp_path, entries, match):
     assert "bad.json" in str(err.value), "the error names the file"
 
 
+@pytest.mark.exercise("load_instruction_data")
 def test_bad_json_names_file_and_position(impl, tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('[{"instruction": "a",\n "input": }]', encoding="utf-8")
@@ -77,6 +81,7 @@ def test_bad_json_names_file_and_position(impl, tmp_path):
     assert "column" in str(err.value)
 
 
+@pytest.mark.exercise("load_instruction_data")
 def test_missing_file_is_an_error(impl, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         impl.load_instruction_data(tmp_path / "nope.json")
@@ -85,6 +90,7 @@ def test_missing_file_is_an_error(impl, tmp_path):
 # --- prompts -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("format_input", "format_response")
 @pytest.mark.parametrize("index", [50, 999])
 def test_alpaca_prompt_and_response_as_printed(impl, data, g, index):
     entry = data[index]
@@ -97,6 +103,7 @@ def test_alpaca_prompt_and_response_as_printed(impl, data, g, index):
     )
 
 
+@pytest.mark.exercise("format_input", "format_response")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.1")
 @pytest.mark.parametrize("index", [50, 999])
@@ -116,6 +123,7 @@ def test_phi3_prompt_as_in_exercise_solution(impl, data, g, index):
     )
 
 
+@pytest.mark.exercise("format_response")
 def test_alpaca_response_is_header_plus_output(impl, data):
     assert_equal(
         impl.format_response(data[50]),
@@ -125,6 +133,7 @@ def test_alpaca_response_is_header_plus_output(impl, data):
     )
 
 
+@pytest.mark.exercise("format_input", "format_response")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("name", ["format_input", "format_response"])
 def test_unknown_style_lists_the_styles(impl, data, name):
@@ -132,6 +141,7 @@ def test_unknown_style_lists_the_styles(impl, data, name):
         getattr(impl, name)(data[0], style="chatml")
 
 
+@pytest.mark.exercise("format_input", "format_response")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("name", ["format_input", "format_response"])
 def test_entry_missing_a_key_is_named(impl, name):
@@ -142,6 +152,7 @@ def test_entry_missing_a_key_is_named(impl, name):
 # --- split ---------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("split_data")
 def test_split_sizes(impl, data, g):
     train, test, val = impl.split_data(data)
     sizes = [len(train), len(test), len(val)]
@@ -150,6 +161,7 @@ def test_split_sizes(impl, data, g):
     assert train + test + val == list(data), "the split keeps the file's order and loses nothing"
 
 
+@pytest.mark.exercise("split_data")
 @pytest.mark.parametrize(
     ("train_frac", "test_frac"), [(1.2, 0.1), (-0.1, 0.1), (0.9, 0.2), ("0.85", 0.1)]
 )
@@ -161,6 +173,7 @@ def test_bad_fractions(impl, data, train_frac, test_frac):
 # --- dataset -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("InstructionDataset")
 def test_dataset_items_are_the_tokenized_prompt_and_response(impl, ref, data, tokenizer):
     entries = [data[50], data[999]]
     dataset = impl.InstructionDataset(entries, tokenizer)
@@ -170,6 +183,7 @@ def test_dataset_items_are_the_tokenized_prompt_and_response(impl, ref, data, to
         assert_equal(list(dataset[i]), want, name=f"dataset[{i}]", why="pre-tokenized (book §7.3)")
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.1")
 def test_dataset_phi3_style(impl, ref, data, tokenizer):
@@ -178,6 +192,7 @@ def test_dataset_phi3_style(impl, ref, data, tokenizer):
     assert_equal(list(dataset[0]), tokenizer.encode(text), name="dataset[0]", why="exercise 7.1")
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer):
@@ -193,12 +208,14 @@ def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer
     assert_equal(list(token_ids), tokenizer.encode(full), name="token_ids")
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 def test_dataset_bad_entry_names_its_index(impl, tokenizer, data):
     with pytest.raises(ValueError, match=r"entry 1.*'output'"):
         impl.InstructionDataset([data[0], {"instruction": "x", "input": ""}], tokenizer)
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 def test_dataset_unknown_style(impl, tokenizer, data):
     with pytest.raises(ValueError, match="style"):
@@ -214,6 +231,7 @@ def loaders(ref, data, tokenizer):
     return train, test, val
 
 
+@pytest.mark.exercise("create_instruction_loaders")
 def test_train_loader_batches_as_printed(impl, ref, loaders, tokenizer, g):
     train, test, val = loaders
     train_loader, val_loader, test_loader = impl.create_instruction_loaders(
@@ -251,6 +269,7 @@ def ref_first_batch(ref, entries, tokenizer):
     return ref.custom_collate_fn([dataset[i] for i in range(len(dataset))])[0]
 
 
+@pytest.mark.exercise("create_instruction_loaders")
 @pytest.mark.book_exercise("7.2")
 def test_loaders_mask_instruction_and_truncate(impl, ref, loaders, tokenizer):
     train, test, val = loaders
@@ -263,6 +282,7 @@ def test_loaders_mask_instruction_and_truncate(impl, ref, loaders, tokenizer):
     assert (targets[0, : min(first_prompt - 1, 40)] == -100).all(), "prompt targets are masked"
 
 
+@pytest.mark.exercise("create_instruction_loaders")
 @pytest.mark.parametrize(
     ("kwargs", "match"), [({"batch_size": 0}, "batch_size"), ({"allowed_max_length": 0}, "allowed")]
 )
@@ -272,6 +292,7 @@ def test_loaders_bad_arguments(impl, loaders, tokenizer, kwargs, match):
         impl.create_instruction_loaders(train, val, test, tokenizer, **kwargs)
 
 
+@pytest.mark.exercise("create_instruction_loaders")
 def test_loader_seed_makes_the_order_reproducible(impl, loaders, tokenizer):
     train, test, val = loaders
     first = [

@@ -76,6 +76,7 @@ def test_responses_file_is_the_books(responses, golden):
         assert_equal(responses[i], expected, name=f"entry {i}", why="printed in book §7.7")
 
 
+@pytest.mark.exercise("judge_prompt")
 def test_judge_prompt_is_the_books(impl, ref, golden, responses):
     entry = responses[0]
     expected = golden("evaluation")["judge_prompt_template"].format(
@@ -87,6 +88,7 @@ def test_judge_prompt_is_the_books(impl, ref, golden, responses):
 # --- query_model ----------------------------------------------------------------------
 
 
+@pytest.mark.exercise("query_model")
 def test_query_model_joins_the_stream_and_sends_the_books_options(impl, golden):
     answer = "Llamas are herbivores: grasses, hay and other plants."
     with running_fake_ollama(answer=answer, chunk_size=2) as fake:
@@ -178,6 +180,7 @@ def test_fake_speaks_non_streaming_chat_too():
 # --- parse_score ----------------------------------------------------------------------
 
 
+@pytest.mark.exercise("parse_score")
 @pytest.mark.parametrize(
     ("text", "score"),
     [
@@ -211,6 +214,7 @@ def test_parse_score(impl, text, score):
 # --- generate_model_scores ------------------------------------------------------------
 
 
+@pytest.mark.exercise("generate_model_scores")
 @pytest.mark.beyond_book
 def test_scores_the_books_110_responses_in_order(impl, responses, fake):
     scores = impl.generate_model_scores(responses, "model_response", url=fake.url, progress=False)
@@ -219,6 +223,7 @@ def test_scores_the_books_110_responses_in_order(impl, responses, fake):
     assert_equal(len(fake.served), 110, name="prompts answered")
 
 
+@pytest.mark.exercise("generate_model_scores")
 @pytest.mark.beyond_book
 def test_empty_response_scores_0_without_asking(impl, responses, fake):
     data = [dict(e) for e in responses[:4]]
@@ -230,6 +235,7 @@ def test_empty_response_scores_0_without_asking(impl, responses, fake):
     assert_equal(len(fake.served), 3, name="prompts sent (the empty one is not)")
 
 
+@pytest.mark.exercise("generate_model_scores")
 @pytest.mark.beyond_book
 def test_unparsable_answer_is_reported_and_left_out(impl, responses, tmp_path, capsys):
     data = responses[:6]
@@ -252,6 +258,7 @@ def test_unparsable_answer_is_reported_and_left_out(impl, responses, tmp_path, c
     assert "I refuse to grade this." in captured.out + captured.err
 
 
+@pytest.mark.exercise("generate_model_scores")
 @pytest.mark.beyond_book
 def test_crash_mid_run_then_resume_loses_and_repeats_nothing(impl, responses, tmp_path):
     k = 40
@@ -291,6 +298,7 @@ def test_crash_mid_run_then_resume_loses_and_repeats_nothing(impl, responses, tm
         assert_equal(len(fake.requests), before, name="requests of a finished rerun")
 
 
+@pytest.mark.exercise("generate_model_scores")
 @pytest.mark.beyond_book
 def test_scores_file_of_other_data_is_an_error(impl, responses, tmp_path, fake):
     path = tmp_path / "scores.jsonl"

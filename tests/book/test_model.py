@@ -30,6 +30,7 @@ def build(cls, cfg: dict, seed: int = 123) -> torch.nn.Module:
 # --- §4.1/§4.6: the book's batch, shapes and printed logits --------------------------------
 
 
+@pytest.mark.exercise("GPTModel")
 def test_book_batch_gives_logits_of_shape_batch_tokens_vocab(impl, ref, golden):
     g = golden("model")
     batch = torch.tensor(g["batch_ids"])
@@ -50,6 +51,7 @@ def test_book_batch_token_ids(golden):
     assert_equal(ids, g["batch_ids"], name="encoded batch", why="GPT-2's BPE tokenizer (§4.1)")
 
 
+@pytest.mark.exercise("GPTModel")
 def test_gpt2_small_logits_equal_the_books_printout(impl, golden):
     g = golden("model")
     cfg = g["book_config_124m"]
@@ -69,6 +71,7 @@ def test_gpt2_small_logits_equal_the_books_printout(impl, golden):
     )
 
 
+@pytest.mark.exercise("GPTModel")
 def test_gpt2_small_parameter_counts_as_the_book_prints(impl, golden):
     g = golden("model")
     with torch.device("meta"):  # shapes only: no memory, no time
@@ -99,6 +102,7 @@ def test_gpt2_small_parameter_counts_as_the_book_prints(impl, golden):
 # --- interchangeable with the book's own package --------------------------------------------
 
 
+@pytest.mark.exercise("GPTModel")
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_state_dict_keys_and_shapes_equal_the_book_packages(impl, ref, qkv_bias):
     cfg = small_config(ref, qkv_bias=qkv_bias)
@@ -114,6 +118,7 @@ def test_state_dict_keys_and_shapes_equal_the_book_packages(impl, ref, qkv_bias)
         assert_equal(list(ours[key].shape), list(theirs[key].shape), name=f"{key}.shape")
 
 
+@pytest.mark.exercise("GPTModel")
 def test_state_dicts_load_strictly_both_ways(impl, ref):
     cfg = small_config(ref)
     ours, theirs = build(impl.GPTModel, cfg, seed=1), build(book.GPTModel, cfg, seed=2)
@@ -131,6 +136,7 @@ def test_state_dicts_load_strictly_both_ways(impl, ref):
     )
 
 
+@pytest.mark.exercise("GPTModel")
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_initial_weights_under_seed_123_equal_the_book_packages(impl, ref, qkv_bias):
     cfg = small_config(ref, qkv_bias=qkv_bias)
@@ -149,6 +155,7 @@ def test_initial_weights_under_seed_123_equal_the_book_packages(impl, ref, qkv_b
 # --- the parts ----------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_gives_mean_0_and_variance_1(impl):
     torch.manual_seed(123)
     batch_example = torch.randn(2, 5)  # the book's example (§4.2)
@@ -160,6 +167,7 @@ def test_layernorm_gives_mean_0_and_variance_1(impl):
     )
 
 
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_scale_and_shift_are_learnable_parameters(impl):
     ln = impl.LayerNorm(emb_dim=5)
     names = dict(ln.named_parameters())
@@ -173,6 +181,7 @@ def test_layernorm_scale_and_shift_are_learnable_parameters(impl):
     )
 
 
+@pytest.mark.exercise("GELU")
 def test_gelu_equals_torch_tanh_approximation(impl):
     x = torch.linspace(-6, 6, 241)
     assert_tensor_equal(
@@ -184,6 +193,7 @@ def test_gelu_equals_torch_tanh_approximation(impl):
     )
 
 
+@pytest.mark.exercise("FeedForward")
 def test_feedforward_keeps_the_shape_and_widens_4x(impl, ref):
     cfg = small_config(ref)
     ff = impl.FeedForward(cfg)
@@ -193,6 +203,7 @@ def test_feedforward_keeps_the_shape_and_widens_4x(impl, ref):
     assert_equal(hidden, [4 * cfg["emb_dim"], cfg["emb_dim"]], name="Linear out_features")
 
 
+@pytest.mark.exercise("TransformerBlock")
 def test_transformer_block_keeps_the_shape(impl, ref):
     cfg = small_config(ref)
     block = impl.TransformerBlock(cfg)
@@ -200,6 +211,7 @@ def test_transformer_block_keeps_the_shape(impl, ref):
     assert_equal(list(block(x).shape), [2, 4, cfg["emb_dim"]], name="TransformerBlock(x).shape")
 
 
+@pytest.mark.exercise("MultiHeadAttention")
 def test_attention_is_causal(impl):
     torch.manual_seed(123)
     mha = impl.MultiHeadAttention(
@@ -212,6 +224,7 @@ def test_attention_is_causal(impl):
     assert_tensor_equal(mha(changed)[0, :4], mha(x)[0, :4], name="outputs 0-3", why=why)
 
 
+@pytest.mark.exercise("GPTModel")
 def test_model_is_causal_changing_a_later_token_keeps_earlier_logits(impl, ref):
     model = build(impl.GPTModel, small_config(ref)).eval()
     ids = torch.tensor([[6109, 3626, 6100, 345, 11, 290]])
@@ -228,6 +241,7 @@ def test_model_is_causal_changing_a_later_token_keeps_earlier_logits(impl, ref):
     assert not torch.equal(after[0, 3:], before[0, 3:]), "logits from token 3 on ignore the change"
 
 
+@pytest.mark.exercise("GPTModel")
 def test_dropout_is_off_in_eval_mode(impl, ref):
     model = build(impl.GPTModel, small_config(ref, drop_rate=0.5))
     ids = torch.tensor([[6109, 3626, 6100, 345]])

@@ -152,6 +152,7 @@ def hf_model_from_arrays(arrays):
     return model
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 def test_download_tf_load_and_load_weights_end_to_end(served, tmp_path, impl, ref, arrays):
     settings, params = weights.download_and_load_gpt2("124M", models_dir=tmp_path / "models")
 
@@ -222,6 +223,7 @@ def book_params(arrays):
     return params
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 def test_shape_mismatch_is_a_value_error(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
     with pytest.raises(ValueError):  # the book's assign raises ValueError on a shape mismatch
@@ -251,6 +253,7 @@ def test_block_count_mismatch_says_which_config(ref, arrays):
         weights.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref, n_layers=3)), book_params(arrays))
 
 
+@pytest.mark.exercise("assign")
 def test_assign_checks_shape_and_keeps_dtype(impl):
     left = torch.zeros(2, 3, dtype=torch.float64)
     out = impl.assign(left, np.ones((2, 3), np.float32), "x.weight")
