@@ -102,7 +102,7 @@ def _not_found(package: str) -> str:
     known = ["exercises", "reference"] + sorted(
         info.name for info in pkgutil.iter_modules() if not info.name.startswith("_")
     )
-    close = difflib.get_close_matches(top, known, n=3, cutoff=0.75)
+    close = difflib.get_close_matches(top, list(dict.fromkeys(known)), n=3, cutoff=0.75)
     lines = [f"ftkit: --impl {package!r}: no module of that name can be imported."]
     if close:
         lines.append(f"  Did you mean: {', '.join(close)}?")
@@ -110,5 +110,8 @@ def _not_found(package: str) -> str:
         "  Give 'exercises', 'reference', or a package/module on the Python path "
         "(run from the folder holding it, or set PYTHONPATH)."
     )
-    lines.append(f"  searched: {', '.join(p for p in sys.path[:4] if p)}, ...")
+    searched = [
+        p for p in dict.fromkeys(sys.path) if p and "python3" not in p and "site-packages" not in p
+    ]
+    lines.append(f"  searched: {', '.join(searched)} and the installed packages")
     return "\n".join(lines)

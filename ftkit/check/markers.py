@@ -64,6 +64,7 @@ class TestMarks:
     stage: str | None
     exercises: tuple[str, ...]
     static_names: tuple[str, ...]  # `impl.NAME` / `impl.of("m").NAME` written in its body
+    book_exercise: str | None = None  # "7.2" for `@pytest.mark.book_exercise("7.2")`
 
 
 def _mark_name(node: ast.expr) -> str | None:
@@ -142,11 +143,15 @@ def read_tests(path: Path) -> tuple[ast.Module, list[TestMarks]]:
                 "test"
             ):
                 names: list[str] = []
+                number = None
                 for deco in node.decorator_list:
                     if _mark_name(deco) == "exercise":
                         names.extend(_string_args(deco))
+                    elif _mark_name(deco) == "book_exercise" and _string_args(deco):
+                        number = _string_args(deco)[0]
                 key = f"{path.name}::{prefix}{node.name}"
-                tests.append(TestMarks(key, node, stage, tuple(names), _static_names(node)))
+                static = _static_names(node)
+                tests.append(TestMarks(key, node, stage, tuple(names), static, number))
 
     visit(tree.body, "")
     return tree, tests
@@ -171,6 +176,15 @@ def exercise_stages() -> dict[str, str]:
             for name in test.exercises:
                 counts.setdefault(name, Counter())[test.stage] += 1
     return {name: min(c, key=lambda s: (-c[s], STAGE_ORDER.index(s))) for name, c in counts.items()}
+
+
+def book_exercise_names() -> dict[str, set[str]]:
+    """`"Exercise 7.2"` -> the exercise names its tests check (from their markers)."""
+    found: dict[str, set[str]] = {}
+    for test in declared().values():
+        if test.book_exercise:
+            found.setdefault(f"Exercise {test.book_exercise}", set()).update(test.exercises)
+    return found
 
 
 # ---- what the tests really use: recorded while the suite runs against the reference ----

@@ -13,6 +13,10 @@ Loaded by the root conftest.py. For any implementation but the reference:
 
 from __future__ import annotations
 
+import os
+import signal
+import tempfile
+import threading
 import traceback
 from pathlib import Path
 
@@ -28,6 +32,10 @@ TIMEOUT_TEXT = "from pytest-timeout"
 # Per-test limit for a learner's implementation: ~5x the slowest reference test (6 s, 2 cores).
 DEFAULT_TIMEOUT_S = 30.0
 
+# Why the implementation cannot be imported (one block, printed last; exit status 2).
+PROBLEM_KEY = pytest.StashKey[str]()
+# Exercise keys whose test timed out: their later tests are skipped.
+HUNG_KEY = pytest.StashKey[set]()
 # Set when the implementation under test declares BOOK_CODE_ONLY (the book's own code).
 BOOK_ONLY_KEY = pytest.StashKey[bool]()
 # Exercise keys the implementation provides (None: the reference, everything).
@@ -94,13 +102,82 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             config.stash[FILES_KEY] = source_files(impl_name, config.stash[PROVIDED_KEY])
         except Exception as err:  # noqa: BLE001 - a learner's module can raise anything
             problem = f"ftkit: looking up names in --impl {impl_name!r} failed: {err!r}"
-    if problem is not None:
-        config.stash[PROVIDED_KEY] = set()
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("")
-            reporter.write_line(problem)
-        pytest.exit("the implementation under test cannot be imported", returncode=2)
+    if problem is None:
+        _work_in_a_temporary_folder(config)
+    else:
+        config.stash[PROBLEM_KEY] = problem
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> bool | None:
+    """An implementation that cannot be imported: collect nothing (no flood of errors)."""
+    if PROBLEM_KEY not in session.config.stash:
+        return None
+    session.items = []
+    session.testscollected = 0
+    return True
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if PROBLEM_KEY in session.config.stash:
+        session.exitstatus = 2
+
+
+class TimedOut(BaseException):
+    """A test ran past its limit. A BaseException, so no `except Exception` in the learner's
+    code or hypothesis's shrinking (which replays a failing example) can swallow it."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings) -> bool | None:
+    """pytest-timeout's timer for book tests, raising TimedOut (re-raised each second after)."""
+    if (
+        not _is_book_test(item)
+        or not hasattr(signal, "SIGALRM")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return None  # pytest-timeout's own method
+    limit = float(settings.timeout)
+    fired = []
+
+    def handler(signum, frame):
+        # The first alarm always raises; a repeat only while the learner's code still runs
+        # (it caught the first with a bare except), never inside pytest's own machinery.
+        code = frame.f_code.co_filename if frame is not None else ""
+        if fired and ("_pytest" in code or "pluggy" in code):
+            return
+        fired.append(True)
+        raise TimedOut(f"timed out after {limit:g} s — an endless loop? (--timeout to change)")
+
+    def cancel() -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, limit, 1.0)
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip the tests of an exercise that already timed out: each would hang as long."""
+    hung = item.config.stash.get(HUNG_KEY, set()) & _declared(item)
+    if hung:
+        pytest.skip(f"not run: {', '.join(sorted(hung))} timed out in an earlier test")
+
+
+def _work_in_a_temporary_folder(config: pytest.Config) -> None:
+    """Run the learner's code in an empty folder: files it writes do not land in the kit."""
+    previous = os.getcwd()
+    folder = tempfile.TemporaryDirectory(prefix="ftkit-work-")
+    os.chdir(folder.name)
+
+    def restore() -> None:
+        os.chdir(previous)
+        folder.cleanup()
+
+    config.add_cleanup(restore)
 
 
 def _is_book_test(item: pytest.Item) -> bool:
@@ -186,7 +263,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "skipped"
         report.longrepr = (*location, NOT_PROVIDED_PREFIX + str(err))
     elif report.failed:
-        report.ftkit_timed_out = TIMEOUT_TEXT in str(err)
+        report.ftkit_timed_out = isinstance(err, TimedOut) or TIMEOUT_TEXT in str(err)
+        if report.ftkit_timed_out:
+            cancel = getattr(item, "cancel_timeout", None)
+            if cancel is not None:
+                cancel()
+            hung = item.config.stash.setdefault(HUNG_KEY, set())
+            hung.update(impl.used or _declared(item))
         report.ftkit_where = _learner_frame(call.excinfo, item.config.stash.get(FILES_KEY, set()))
 
 
@@ -248,6 +331,10 @@ class ExerciseRecorder:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """After pytest's own summary, so the table and "Next:" are the last lines printed."""
         reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and PROBLEM_KEY in config.stash:
+            reporter.write_line("")
+            reporter.write_line(config.stash[PROBLEM_KEY])
+            return
         if reporter is None or not self._wanted():
             return
         try:
@@ -259,8 +346,6 @@ class ExerciseRecorder:
         config = self.config
         if not self.outcomes and PROVIDED_KEY not in config.stash:
             return False
-        if PROVIDED_KEY in config.stash and not config.stash[PROVIDED_KEY]:
-            return False  # the import failed: its block was the whole story
         if _impl_name(config) == "reference":
             return bool(config.getoption("--ftkit-report") or config.getoption("--ftkit-summary"))
         return True

@@ -22,7 +22,13 @@ from ftkit.check.impl import (
     reference_modules,
     source_of,
 )
-from ftkit.check.markers import BOOK_EXERCISES_STAGE, STAGE_ORDER, canonical_stage, exercise_stages
+from ftkit.check.markers import (
+    BOOK_EXERCISES_STAGE,
+    STAGE_ORDER,
+    book_exercise_names,
+    canonical_stage,
+    exercise_stages,
+)
 
 SOLVED, FAILING, NOT_STARTED, NOT_PROVIDED, PARTIAL = (
     "solved",
@@ -148,9 +154,12 @@ def catalog(
                 ex.file, ex.line = _own_source(impl, short, name) or (ex.file, ex.line)
             found.append(((_stage_rank(ex.stage), rank, order), ex))
     exercises = {ex.name: ex for _, ex in sorted(found, key=lambda pair: pair[0])}
+    needs = book_exercise_names()
     for number, hint in BOOK_EXERCISES.items():
         name = f"Exercise {number}"
-        exercises[name] = Exercise(name, "", BOOK_EXERCISES_STAGE, "", 0, hint, name)
+        exercises[name] = ex = Exercise(name, "", BOOK_EXERCISES_STAGE, "", 0, hint, name)
+        if provided is not None and not needs.get(name, set()) & provided:
+            ex.outcomes["(not in the implementation)"] = NOT_PROVIDED
     if stage:
         exercises = {k: ex for k, ex in exercises.items() if ex.stage == stage}
     return exercises

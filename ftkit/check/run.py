@@ -1,8 +1,7 @@
 """Run the book suite against an implementation in a child pytest, and watch for changes.
 
-The child runs in a temporary working directory (files the learner's code writes land
-there, not in the kit) and dies with its parent (Linux: PR_SET_PDEATHSIG), so killing
-`ftkit check` leaves no pytest behind.
+The child dies with its parent (Linux: PR_SET_PDEATHSIG), so killing `ftkit check`
+leaves no pytest behind; the plugin runs the learner's code in a temporary folder.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -78,17 +76,16 @@ def check_once(
         )
         return 2
     args = pytest_args(impl, stage, keyword, report, **opts)
-    with tempfile.TemporaryDirectory(prefix="ftkit-check-") as workdir:
-        linux = sys.platform.startswith("linux")
-        child = subprocess.Popen(
-            args, cwd=workdir, env=child_env(), preexec_fn=_die_with_parent if linux else None
-        )
-        try:
-            return child.wait()
-        finally:
-            if child.poll() is None:  # Ctrl-C or an error here: take the child down too
-                child.kill()
-                child.wait()
+    linux = sys.platform.startswith("linux")
+    child = subprocess.Popen(
+        args, cwd=ROOT, env=child_env(), preexec_fn=_die_with_parent if linux else None
+    )
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:  # Ctrl-C or an error here: take the child down too
+            child.kill()
+            child.wait()
 
 
 def watched_folder(impl: str) -> Path:
