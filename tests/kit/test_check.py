@@ -187,7 +187,13 @@ def test_pristine_stubs_are_not_started_and_the_table_says_what_is_next(collate_
     result, report, _, _ = collate_results
     collate = statuses(report, "collate")
     assert collate and set(collate.values()) == {NOT_STARTED}, collate
-    assert "collate" in result.stdout and "Next: write" in result.stdout
+    assert (
+        "collate" in result.stdout
+        and "Next: write `custom_collate_draft_1` (collate" in result.stdout
+    )
+    # --stage reports only that stage: no other stage's row, no other stage's exercises.
+    assert {ex["stage"] for ex in report["exercises"]} == {"collate"}
+    assert "LayerNorm" not in result.stdout and "\nmodel " not in result.stdout
     assert "failed" not in result.stdout.splitlines()[-1]
 
 
