@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.impl import Impl
+from ftkit.check.impl import Impl
 
 ROOT = Path(__file__).parent
 GOLDEN_DIR = ROOT / "golden"
 
-pytest_plugins = ["ftkit.plugin"]
+pytest_plugins = ["ftkit.check.plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,6 +18,8 @@ from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 from tests.alpaca_format import alpaca_entries
 
+pytestmark = pytest.mark.stage("instruction SFT")
+
 
 @pytest.fixture
 def alpaca_file(tmp_path):
@@ -26,6 +28,7 @@ def alpaca_file(tmp_path):
     return path
 
 
+@pytest.mark.exercise("InstructionDataset", "custom_collate_fn")
 @pytest.mark.book_exercise("7.3")
 def test_your_dataset_and_collate_cut_alpaca_entries_to_512_tokens(impl, ref, alpaca_file):
     """Exercise 7.3 with your code: batch an Alpaca-format file with allowed_max_length=512."""

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer  # tooling, not an exercise
 
+pytestmark = pytest.mark.stage("classification")
+
 SPAM = [
     "WINNER!! You have won a 1000 cash prize. Call now to claim",
     "Free entry in a weekly competition, text WIN to 80086 now",
@@ -94,6 +96,7 @@ def spam_loader(tokenizer, max_length: int | None = None, batch_size: int = 5) -
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("add_classification_head")
 def test_head_gives_two_logits_per_token_for_do_you_have_time(impl, ref, golden):
     model = impl.add_classification_head(tiny_gpt(ref))
     inputs = torch.tensor([get_tokenizer().encode("Do you have time")])
@@ -113,6 +116,7 @@ def test_head_gives_two_logits_per_token_for_do_you_have_time(impl, ref, golden)
     )
 
 
+@pytest.mark.exercise("add_classification_head")
 def test_head_is_created_right_after_seed_123(impl, ref):
     model = tiny_gpt(ref, seed=7)
     torch.manual_seed(999)  # whatever the caller's RNG state, the head is the book's
@@ -128,6 +132,7 @@ def test_head_is_created_right_after_seed_123(impl, ref):
     assert_tensor_equal(model.out_head.bias.detach(), expected.bias.detach(), name="out_head.bias")
 
 
+@pytest.mark.exercise("add_classification_head")
 @pytest.mark.book_exercise("6.2")
 @pytest.mark.parametrize("preset", ["tiny", "gpt2-small (124M)"])
 @pytest.mark.parametrize("mode", ["last_block", "all", "head"])
@@ -163,6 +168,7 @@ def test_trainable_parameters_per_group(impl, ref, preset, mode):
     assert_equal(actual, expected, name=f"trainable parameters ({preset}, {mode})", why=why)
 
 
+@pytest.mark.exercise("add_classification_head")
 def test_unknown_trainable_choice_is_a_clear_error(impl, ref):
     with pytest.raises(ValueError, match="trainable"):
         impl.add_classification_head(tiny_gpt(ref), trainable="everything")
@@ -173,6 +179,7 @@ def test_unknown_trainable_choice_is_a_clear_error(impl, ref):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("calc_accuracy_loader")
 def test_accuracy_counts_argmax_of_the_last_token(impl):
     loader = vote_loader()
     assert_close(
@@ -197,6 +204,7 @@ def test_accuracy_counts_argmax_of_the_last_token(impl):
     )
 
 
+@pytest.mark.exercise("calc_accuracy_loader")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("6.3")
 def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
@@ -210,12 +218,14 @@ def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
     )
 
 
+@pytest.mark.exercise("calc_accuracy_loader")
 def test_accuracy_puts_the_model_in_eval_mode(impl):
     model = TokenVotes().train()
     impl.calc_accuracy_loader(vote_loader(), model, "cpu")
     assert not model.training, "calc_accuracy_loader must call model.eval() (dropout off) (§6.6)"
 
 
+@pytest.mark.exercise("classifier.calc_loss_batch")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("6.3")
 def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
@@ -235,6 +245,7 @@ def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
     assert_close(first.item(), right, name="loss (first token, exercise 6.3)", atol=1e-5)
 
 
+@pytest.mark.exercise("classifier.calc_loss_loader")
 def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
     right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
     batch_losses = [(2 * right + 2 * wrong) / 4, (3 * right + wrong) / 4, wrong]
@@ -264,6 +275,7 @@ def test_loss_rejects_labels_outside_the_classes(ref):
         ref.of("classifier").calc_loss_batch(inputs, torch.tensor([0, 2]), TokenVotes(), "cpu")
 
 
+@pytest.mark.exercise("classifier.evaluate_model")
 def test_evaluate_model_returns_both_losses_and_restores_train_mode(impl):
     model = TokenVotes().train()
     train_loss, val_loss = impl.of("classifier").evaluate_model(
@@ -282,6 +294,7 @@ def test_evaluate_model_returns_both_losses_and_restores_train_mode(impl):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("train_classifier_simple")
 def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl, ref, capsys):
     tokenizer = get_tokenizer()
     loader = spam_loader(tokenizer)
@@ -329,6 +342,7 @@ def biased_classifier(ref, prefer: int, **overrides) -> nn.Module:
     return model
 
 
+@pytest.mark.exercise("classify_review")
 @pytest.mark.parametrize(("prefer", "label"), [(1, "spam"), (0, "not spam")])
 def test_classify_review_maps_class_1_to_spam(impl, ref, prefer, label):
     model = biased_classifier(ref, prefer)
@@ -336,6 +350,7 @@ def test_classify_review_maps_class_1_to_spam(impl, ref, prefer, label):
     assert_equal(got, label, name="classify_review", why="label 1 is spam, 0 is not spam (§6.8)")
 
 
+@pytest.mark.exercise("classify_review")
 @pytest.mark.beyond_book
 def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
     model = biased_classifier(ref, 1, context_length=16)
@@ -364,12 +379,14 @@ def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
     )
 
 
+@pytest.mark.exercise("classify_review")
 @pytest.mark.beyond_book
 def test_classify_review_rejects_empty_text(impl, ref):
     with pytest.raises(ValueError, match="empty"):
         impl.classify_review("  ", biased_classifier(ref, 1), get_tokenizer(), "cpu", 8)
 
 
+@pytest.mark.exercise("classifier.calc_loss_batch")
 @pytest.mark.book_exercise("6.1")
 def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
     csv = tmp_path / "train.csv"
@@ -393,6 +410,7 @@ def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("add_classification_head")
 @pytest.mark.weights
 def test_head_outputs_for_do_you_have_time_match_the_book(impl, golden, pretrained_gpt2):
     model = impl.add_classification_head(copy.deepcopy(pretrained_gpt2("124M")))
@@ -408,6 +426,7 @@ def test_head_outputs_for_do_you_have_time_match_the_book(impl, golden, pretrain
     )
 
 
+@pytest.mark.exercise("train_classifier_simple")
 @pytest.mark.weights
 @pytest.mark.slow
 def test_five_epoch_run_reaches_the_book_accuracies(impl, ref, golden, pretrained_gpt2, tmp_path):

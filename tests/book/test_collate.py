@@ -7,6 +7,8 @@ import torch
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 
+pytestmark = pytest.mark.stage("collate")
+
 WHY_PAD = "every item is padded with 50256 to the longest item + 1 (book §7.3)"
 WHY_SHIFT = "the targets are the inputs shifted one position to the right (book §7.3)"
 WHY_MASK = (
@@ -20,11 +22,13 @@ def batch(golden):
     return golden("collate")["batch"]
 
 
+@pytest.mark.exercise("custom_collate_draft_1")
 def test_draft_1_pads_to_longest_item(impl, golden, batch):
     inputs = impl.custom_collate_draft_1(batch)
     assert_tensor_equal(inputs, golden("collate")["draft_1_inputs"], name="inputs", why=WHY_PAD)
 
 
+@pytest.mark.exercise("custom_collate_draft_2")
 def test_draft_2_returns_shifted_targets(impl, golden, batch):
     inputs, targets = impl.custom_collate_draft_2(batch)
     assert_tensor_equal(inputs, golden("collate")["draft_2_inputs"], name="inputs", why=WHY_PAD)
@@ -33,12 +37,14 @@ def test_draft_2_returns_shifted_targets(impl, golden, batch):
     )
 
 
+@pytest.mark.exercise("custom_collate_fn")
 def test_custom_collate_fn_masks_all_but_first_end_of_text(impl, golden, batch):
     inputs, targets = impl.custom_collate_fn(batch)
     assert_tensor_equal(inputs, golden("collate")["inputs"], name="inputs", why=WHY_PAD)
     assert_tensor_equal(targets, golden("collate")["targets"], name="targets", why=WHY_MASK)
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.parametrize("limit", [1, 3, 5, 50])
 def test_allowed_max_length_truncates_after_masking(impl, golden, batch, limit):
     inputs, targets = impl.custom_collate_fn(batch, allowed_max_length=limit)
@@ -49,6 +55,7 @@ def test_allowed_max_length_truncates_after_masking(impl, golden, batch, limit):
     assert_tensor_equal(targets, expected_targets, name="targets", why=why)
 
 
+@pytest.mark.exercise("custom_collate_fn")
 def test_pad_token_and_ignore_index_are_parameters(impl, golden, batch):
     inputs, targets = impl.custom_collate_fn(batch, pad_token_id=7, ignore_index=-1)
     # Item [7, 8, 9] contains the chosen pad id 7 itself; only as its first input, so no target.
@@ -59,6 +66,7 @@ def test_pad_token_and_ignore_index_are_parameters(impl, golden, batch):
     assert_tensor_equal(targets, expected_targets, name="targets", why=WHY_MASK)
 
 
+@pytest.mark.exercise("custom_collate_draft_2", "custom_collate_fn")
 @pytest.mark.parametrize("name", ["custom_collate_draft_2", "custom_collate_fn"])
 def test_outputs_are_int64_on_the_requested_device(impl, batch, name):
     inputs, targets = getattr(impl, name)(batch, device="cpu")
@@ -67,6 +75,7 @@ def test_outputs_are_int64_on_the_requested_device(impl, batch, name):
         assert tensor.device.type == "cpu", f"{label}: expected the requested device 'cpu'"
 
 
+@pytest.mark.exercise("custom_collate_fn")
 def test_end_of_text_inside_the_text_is_kept_book_behaviour(impl):
     """The book's known trap, kept on purpose (book §7.3).
 
@@ -87,6 +96,7 @@ def test_end_of_text_inside_the_text_is_kept_book_behaviour(impl):
     )
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 def test_book_tuple_items_mask_the_prompt(impl):
@@ -103,6 +113,7 @@ def test_book_tuple_items_mask_the_prompt(impl):
     )
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 def test_masked_sample_matches_exercise_solution(impl, ref, golden):
@@ -145,6 +156,7 @@ def test_agrees_with_the_books_package_on_the_trap():
 COLLATES = ["custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn"]
 
 
+@pytest.mark.exercise("custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("name", COLLATES)
 def test_empty_batch_is_an_error(impl, name):
@@ -152,6 +164,7 @@ def test_empty_batch_is_an_error(impl, name):
         getattr(impl, name)([])
 
 
+@pytest.mark.exercise("custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("name", COLLATES)
 @pytest.mark.parametrize(
@@ -170,6 +183,7 @@ def test_bad_item_names_its_index(impl, name, bad_item, match):
         getattr(impl, name)([[1, 2, 3], bad_item])
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("limit", [0, -2, 2.5])
 def test_bad_allowed_max_length(impl, limit):
@@ -177,6 +191,7 @@ def test_bad_allowed_max_length(impl, limit):
         impl.custom_collate_fn([[1, 2]], allowed_max_length=limit)
 
 
+@pytest.mark.exercise("custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("name", COLLATES)
 def test_bad_pad_token_id(impl, name):
@@ -184,12 +199,14 @@ def test_bad_pad_token_id(impl, name):
         getattr(impl, name)([[1, 2]], pad_token_id=-1)
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 def test_mixed_item_formats_are_an_error(impl):
     with pytest.raises(TypeError, match="item 1"):
         impl.custom_collate_fn([(1, [1, 2]), [3, 4]])
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize("prompt_length", [0, 4])
 def test_prompt_length_out_of_range(impl, prompt_length):

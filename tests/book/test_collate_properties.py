@@ -7,6 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.stage("collate")
+
 PAD = 50256
 IGNORE = -100
 
@@ -17,6 +19,7 @@ batches = st.lists(item, min_size=1, max_size=8)
 limits = st.one_of(st.none(), st.integers(1, 400))
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -60,6 +63,7 @@ def test_collate_properties(impl, batch, limit):
             assert ignored == [], f"row {row}: -100 only appears after the first end-of-text"
 
 
+@pytest.mark.exercise("custom_collate_fn")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 @settings(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from ftkit.asserts import assert_close
+
+pytestmark = pytest.mark.stage("training")
 
 
 def test_cross_entropy_demo_values(golden):
@@ -25,6 +28,7 @@ def test_cross_entropy_demo_values(golden):
     )
 
 
+@pytest.mark.exercise("custom_collate_fn")
 def test_collated_padding_does_not_change_the_loss(impl):
     """Loss over a padded batch equals the loss over each text + its one end-of-text target."""
     texts = [[11, 12, 13, 14, 15, 16], [21, 22], [31, 32, 33]]

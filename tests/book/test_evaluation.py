@@ -11,6 +11,8 @@ import torch
 from ftkit.asserts import assert_equal
 from ftkit.io.tokenizer import get_tokenizer
 
+pytestmark = pytest.mark.stage("evaluation")
+
 MAX_NEW = 2
 WHY_EXTRACT = (
     "the response is the generated text after the prompt, without the '### Response:' header, "
@@ -53,6 +55,7 @@ def expected(ref, golden, tiny_model) -> list[dict]:
 # --- extract_response -----------------------------------------------------------------
 
 
+@pytest.mark.exercise("extract_response")
 def test_extract_response_on_the_books_first_test_entry(impl, ref, book_entries):
     entry = book_entries[0]
     prompt = ref.format_input(entry)
@@ -65,6 +68,7 @@ def test_extract_response_on_the_books_first_test_entry(impl, ref, book_entries)
     )
 
 
+@pytest.mark.exercise("extract_response")
 @pytest.mark.book_exercise("7.1")
 def test_extract_response_phi3_style(impl, ref, book_entries):
     entry = book_entries[1]
@@ -78,6 +82,7 @@ def test_extract_response_phi3_style(impl, ref, book_entries):
     )
 
 
+@pytest.mark.exercise("extract_response")
 @pytest.mark.beyond_book
 def test_extract_response_rejects_text_without_the_prompt(impl):
     with pytest.raises(ValueError, match="does not start with the prompt"):
@@ -87,6 +92,7 @@ def test_extract_response_rejects_text_without_the_prompt(impl):
 # --- generate_test_responses ----------------------------------------------------------
 
 
+@pytest.mark.exercise("generate_test_responses")
 def test_responses_are_the_books_greedy_generations(impl, tiny_model, test_entries, expected):
     answered = impl.generate_test_responses(
         tiny_model, get_tokenizer(), test_entries, "cpu", MAX_NEW

@@ -15,6 +15,8 @@ from tests.book_package import book_module
 book4 = book_module("ch04")
 book5 = book_module("ch05")
 
+pytestmark = pytest.mark.stage("generation")
+
 BOOK_124M = {
     "vocab_size": 50257,
     "context_length": 1024,
@@ -62,6 +64,7 @@ def tokenizer():
 # --- §5.1: text <-> ids ---------------------------------------------------------------------
 
 
+@pytest.mark.exercise("text_to_token_ids")
 def test_text_to_token_ids_adds_the_batch_dimension(impl, golden, tokenizer):
     g = golden("generation")
     ids = impl.text_to_token_ids("Every effort moves you", tokenizer)
@@ -70,6 +73,7 @@ def test_text_to_token_ids_adds_the_batch_dimension(impl, golden, tokenizer):
     )
 
 
+@pytest.mark.exercise("text_to_token_ids")
 def test_text_to_token_ids_allows_end_of_text(impl, tokenizer):
     ids = impl.text_to_token_ids("Hi<|endoftext|>", tokenizer)
     assert_equal(
@@ -77,6 +81,7 @@ def test_text_to_token_ids_allows_end_of_text(impl, tokenizer):
     )
 
 
+@pytest.mark.exercise("token_ids_to_text")
 def test_token_ids_to_text_round_trips(impl, golden, tokenizer):
     g = golden("generation")
     text = impl.token_ids_to_text(torch.tensor(g["hello_output_ids"]), tokenizer)
@@ -86,6 +91,7 @@ def test_token_ids_to_text_round_trips(impl, golden, tokenizer):
 # --- the book's printed generations of the untrained 124M model -----------------------------
 
 
+@pytest.mark.exercise("generate_text_simple")
 def test_untrained_gpt2_small_continues_hello_as_the_book_prints(impl, ref, golden, tokenizer):
     g = golden("generation")
     torch.manual_seed(123)
@@ -97,6 +103,7 @@ def test_untrained_gpt2_small_continues_hello_as_the_book_prints(impl, ref, gold
     assert_equal(tokenizer.decode(out[0].tolist()), g["hello_output_text"], name="text")
 
 
+@pytest.mark.exercise("generate_text_simple", "text_to_token_ids", "token_ids_to_text")
 @pytest.mark.slow
 def test_untrained_gpt2_small_continues_every_effort_as_the_book_prints(impl, ref, golden):
     g = golden("generation")
@@ -128,6 +135,7 @@ def toy_counts(impl, golden, temperature: float, top_k: int | None = None) -> li
     return torch.bincount(out[0, 1:], minlength=len(g["toy_vocab"])).tolist()
 
 
+@pytest.mark.exercise("generate")
 @pytest.mark.parametrize("temperature", [1, 0.1, 5])
 def test_sampling_counts_equal_the_books_at_each_temperature(impl, golden, temperature):
     g = golden("generation")
@@ -141,6 +149,7 @@ def test_sampling_counts_equal_the_books_at_each_temperature(impl, golden, tempe
     )
 
 
+@pytest.mark.exercise("generate")
 def test_temperature_zero_is_greedy(impl, golden):
     g = golden("generation")
     counts = toy_counts(impl, golden, 0.0)
@@ -148,6 +157,7 @@ def test_temperature_zero_is_greedy(impl, golden):
     assert_equal(counts[greedy], 1000, name=f"count of {g['toy_greedy_token']!r}", why="(§5.3)")
 
 
+@pytest.mark.exercise("generate")
 def test_top_k_samples_only_the_k_best_tokens(impl, golden):
     g = golden("generation")
     counts = toy_counts(impl, golden, 1.0, top_k=3)
@@ -167,6 +177,7 @@ def prompt() -> torch.Tensor:
     return torch.tensor([[61, 362, 100, 345]])  # ids inside the tiny model's 512-token vocabulary
 
 
+@pytest.mark.exercise("generate")
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -192,12 +203,14 @@ def test_generate_equals_the_book_package_token_for_token(impl, tiny, kwargs):
     )
 
 
+@pytest.mark.exercise("generate_text_simple")
 def test_generate_text_simple_equals_the_book_package(impl, tiny):
     ours = impl.generate_text_simple(tiny, prompt(), 15, 6)
     theirs = book4.generate_text_simple(tiny, prompt(), 15, 6)
     assert_tensor_equal(ours, theirs, name="generated ids", why="greedy decoding (§4.7)")
 
 
+@pytest.mark.exercise("generate")
 def test_eos_stops_without_appending_it_as_the_book(impl, tiny):
     greedy = impl.generate(tiny, prompt(), 10, 6)
     eos_id = int(greedy[0, 7])  # the 4th new token
@@ -213,6 +226,7 @@ def test_eos_stops_without_appending_it_as_the_book(impl, tiny):
     )
 
 
+@pytest.mark.exercise("generate")
 def test_generate_crops_to_the_last_context_size_tokens(impl, golden):
     model = FixedLogits(golden("generation")["toy_next_token_logits"])
     impl.generate(model, torch.zeros(1, 3, dtype=torch.long), 6, 4)
@@ -224,6 +238,7 @@ def test_generate_crops_to_the_last_context_size_tokens(impl, golden):
     )
 
 
+@pytest.mark.exercise("generate", "generate_text_simple")
 def test_generation_runs_without_grad_and_keeps_the_models_mode(impl, golden):
     model = FixedLogits(golden("generation")["toy_next_token_logits"]).train()
     impl.generate(model, torch.zeros(1, 1, dtype=torch.long), 3, 4, temperature=1.0)
@@ -232,6 +247,7 @@ def test_generation_runs_without_grad_and_keeps_the_models_mode(impl, golden):
     assert model.training, "generation must not switch the model to eval mode behind the caller"
 
 
+@pytest.mark.exercise("generate")
 def test_zero_new_tokens_returns_the_prompt(impl, tiny):
     assert_tensor_equal(impl.generate(tiny, prompt(), 0, 6), prompt(), name="ids")
 

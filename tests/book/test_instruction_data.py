@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader
 from ftkit.asserts import assert_equal, assert_tensor_equal
 from ftkit.data.instruction import load_instruction_data
 
+pytestmark = pytest.mark.stage("instruction SFT")
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -48,6 +50,7 @@ def test_the_books_file(data, g):
 # --- prompts -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("format_input")
 @pytest.mark.parametrize("index", [50, 999])
 def test_alpaca_prompt_as_printed(impl, data, g, index):
     entry = data[index]
@@ -59,6 +62,7 @@ def test_alpaca_prompt_as_printed(impl, data, g, index):
     )
 
 
+@pytest.mark.exercise("format_input")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.1")
 @pytest.mark.parametrize("index", [50, 999])
@@ -71,12 +75,14 @@ def test_phi3_prompt_as_in_exercise_solution(impl, data, g, index):
     )
 
 
+@pytest.mark.exercise("format_input")
 @pytest.mark.beyond_book
 def test_unknown_style_lists_the_styles(impl, data):
     with pytest.raises(ValueError, match=r"chatml.*alpaca.*phi3"):
         impl.format_input(data[0], style="chatml")
 
 
+@pytest.mark.exercise("format_input")
 @pytest.mark.beyond_book
 def test_entry_missing_a_key_is_named(impl):
     with pytest.raises(ValueError, match="'instruction'"):
@@ -86,6 +92,7 @@ def test_entry_missing_a_key_is_named(impl):
 # --- split ---------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("split_data")
 def test_split_sizes(impl, data, g):
     train, test, val = impl.split_data(data)
     sizes = [len(train), len(test), len(val)]
@@ -94,6 +101,7 @@ def test_split_sizes(impl, data, g):
     assert train + test + val == list(data), "the split keeps the file's order and loses nothing"
 
 
+@pytest.mark.exercise("split_data")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize(
     ("train_frac", "test_frac"), [(1.2, 0.1), (-0.1, 0.1), (0.9, 0.2), ("0.85", 0.1)]
@@ -106,6 +114,7 @@ def test_bad_fractions(impl, data, train_frac, test_frac):
 # --- dataset -------------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.parametrize("index", [50, 999])
 def test_dataset_items_are_the_tokenized_prompt_and_response(impl, data, tokenizer, g, index):
     dataset = impl.InstructionDataset([data[index], data[0]], tokenizer)
@@ -118,6 +127,7 @@ def test_dataset_items_are_the_tokenized_prompt_and_response(impl, data, tokeniz
     )
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.1")
 def test_dataset_phi3_style(impl, data, tokenizer, g):
@@ -131,6 +141,7 @@ def test_dataset_phi3_style(impl, data, tokenizer, g):
     )
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer, g):
@@ -145,12 +156,14 @@ def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer
     assert_equal(list(token_ids), tokenizer.encode(g["entry_50_formatted"]), name="token_ids")
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 def test_dataset_bad_entry_names_its_index(impl, tokenizer, data):
     with pytest.raises(ValueError, match=r"entry 1.*'output'"):
         impl.InstructionDataset([data[0], {"instruction": "x", "input": ""}], tokenizer)
 
 
+@pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 def test_dataset_unknown_style(impl, tokenizer, data):
     with pytest.raises(ValueError, match="style"):
@@ -183,6 +196,7 @@ def book_loaders(impl, tokenizer, train, val):
     return train_loader, val_loader
 
 
+@pytest.mark.exercise("InstructionDataset", "custom_collate_fn")
 def test_train_loader_batches_as_printed(impl, ref, data, tokenizer, g):
     train, _, val = ref.split_data(data)
     train_loader, val_loader = book_loaders(impl, tokenizer, train, val)

@@ -17,6 +17,8 @@ from ftkit.asserts import assert_equal
 from ftkit.io.assets import fetch
 from tests.fake_ollama import running_fake_ollama
 
+pytestmark = pytest.mark.stage("evaluation")
+
 
 @pytest.fixture(scope="module")
 def responses() -> list[dict]:
@@ -54,6 +56,7 @@ def test_responses_file_is_the_books(responses, golden):
 # --- query_model ----------------------------------------------------------------------
 
 
+@pytest.mark.exercise("query_model")
 def test_query_model_joins_the_stream_and_sends_the_books_options(impl, golden):
     answer = "Llamas are herbivores: grasses, hay and other plants."
     with running_fake_ollama(answer=answer, chunk_size=2) as fake:
@@ -72,6 +75,7 @@ def test_query_model_joins_the_stream_and_sends_the_books_options(impl, golden):
     )
 
 
+@pytest.mark.exercise("query_model")
 def test_query_model_asks_the_model_given(impl):
     with running_fake_ollama(answer="42", models=("qwen3:8b",)) as fake:
         assert_equal(impl.query_model("q", "qwen3:8b", fake.url), "42", name="answer")
@@ -81,6 +85,7 @@ def test_query_model_asks_the_model_given(impl):
 # --- generate_model_scores ------------------------------------------------------------
 
 
+@pytest.mark.exercise("generate_model_scores")
 def test_scores_use_the_books_prompt_in_entry_order(impl, ref, golden, responses, fake_query):
     calls, answers = fake_query
     answers += ["85", "40", "100"]
@@ -95,6 +100,7 @@ def test_scores_use_the_books_prompt_in_entry_order(impl, ref, golden, responses
         assert_equal(model, "llama3", name="model", why="the book's judge is llama3")
 
 
+@pytest.mark.exercise("generate_model_scores")
 def test_json_key_and_model_are_used(impl, responses, fake_query):
     calls, answers = fake_query
     answers += ["7"]
@@ -105,6 +111,7 @@ def test_json_key_and_model_are_used(impl, responses, fake_query):
     assert_equal(model, "phi3", name="model", why="generate_model_scores passes model on")
 
 
+@pytest.mark.exercise("generate_model_scores")
 def test_an_answer_that_is_no_integer_is_reported_and_skipped(impl, responses, fake_query, capsys):
     _, answers = fake_query
     answers += ["60", "I refuse to grade this.", "75"]

@@ -10,6 +10,8 @@ from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 
+pytestmark = pytest.mark.stage("LoRA")
+
 RANK, ALPHA = 4, 8.0
 
 
@@ -22,6 +24,7 @@ def token_batch(seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 50257, (2, 12), generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.exercise("LoRALayer")
 def test_lora_layer_is_initialised_as_the_book(impl):
     torch.manual_seed(123)
     layer = impl.LoRALayer(16, 24, RANK, ALPHA)
@@ -45,6 +48,7 @@ def test_lora_layer_is_initialised_as_the_book(impl):
     )
 
 
+@pytest.mark.exercise("LoRALayer")
 def test_lora_layer_computes_alpha_x_a_b(impl):
     torch.manual_seed(1)
     layer = impl.LoRALayer(16, 24, RANK, ALPHA)
@@ -65,6 +69,7 @@ def test_lora_layer_rejects_a_zero_rank(ref):
         ref.LoRALayer(16, 24, 0, ALPHA)
 
 
+@pytest.mark.exercise("LinearWithLoRA")
 def test_linear_with_lora_starts_equal_to_the_wrapped_layer(impl):
     torch.manual_seed(2)
     linear = nn.Linear(16, 24)
@@ -79,6 +84,7 @@ def test_linear_with_lora_starts_equal_to_the_wrapped_layer(impl):
     )
 
 
+@pytest.mark.exercise("LinearWithLoRA", "replace_linear_with_lora")
 @pytest.mark.book_exercise("7.4")
 def test_replace_linear_with_lora_wraps_every_linear_and_keeps_outputs(impl, ref):
     model = tiny_gpt(ref)
@@ -110,6 +116,7 @@ def test_replace_linear_with_lora_wraps_every_linear_and_keeps_outputs(impl, ref
     )
 
 
+@pytest.mark.exercise("count_trainable_parameters", "freeze_model")
 @pytest.mark.book_exercise("7.4")
 def test_freeze_then_lora_leaves_only_lora_parameters_trainable(impl, ref):
     model = tiny_gpt(ref)
@@ -124,6 +131,7 @@ def test_freeze_then_lora_leaves_only_lora_parameters_trainable(impl, ref):
     assert not not_lora, f"only LoRA's A and B should train, but these do too: {not_lora}"
 
 
+@pytest.mark.exercise("count_trainable_parameters", "freeze_model", "replace_linear_with_lora")
 def test_book_parameter_counts_for_the_124m_classifier(impl, golden):
     """Appendix E prints these for GPT-2 124M with a 2-class head; built on the meta device (no memory)."""
     from reference.model import GPTModel, get_config
@@ -185,6 +193,7 @@ def test_training_changes_only_lora_weights(ref):
     assert moved, "training should move LoRA's B away from zero"
 
 
+@pytest.mark.exercise("LinearWithLoRA", "merge_lora")
 def test_merge_lora_gives_a_plain_linear_with_the_same_outputs(impl):
     torch.manual_seed(3)
     wrapped = impl.LinearWithLoRA(nn.Linear(16, 24), RANK, ALPHA)
@@ -202,6 +211,9 @@ def test_merge_lora_gives_a_plain_linear_with_the_same_outputs(impl):
     )
 
 
+@pytest.mark.exercise(
+    "LinearWithLoRA", "freeze_model", "merge_lora_weights", "replace_linear_with_lora"
+)
 def test_merged_model_matches_the_trained_lora_model(impl, ref):
     model = tiny_gpt(ref)
     plain_keys = list(model.state_dict())

@@ -17,6 +17,8 @@ from ftkit.diagnose import annotate, diagnose_model
 from ftkit.io.tokenizer import get_tokenizer
 from tests.book_package import book_module
 
+pytestmark = pytest.mark.stage("model")
+
 book = book_module("ch04")
 
 
@@ -56,6 +58,7 @@ def diagnosed(
 # --- §4.1/§4.6: the book's batch, shapes and printed logits --------------------------------
 
 
+@pytest.mark.exercise("GPTModel")
 def test_book_batch_gives_logits_of_shape_batch_tokens_vocab(impl, ref, golden):
     g = golden("model")
     batch = torch.tensor(g["batch_ids"])
@@ -76,6 +79,7 @@ def test_book_batch_token_ids(golden):
     assert_equal(ids, g["batch_ids"], name="encoded batch", why="GPT-2's BPE tokenizer (§4.1)")
 
 
+@pytest.mark.exercise("GPTModel")
 def test_gpt2_small_logits_equal_the_books_printout(impl, ref, golden):
     g = golden("model")
     cfg = g["book_config_124m"]
@@ -109,6 +113,7 @@ def test_gpt2_small_logits_equal_the_books_printout(impl, ref, golden):
         )
 
 
+@pytest.mark.exercise("GPTModel")
 def test_gpt2_small_parameter_counts_as_the_book_prints(impl, golden):
     g = golden("model")
     with torch.device("meta"):  # shapes only: no memory, no time
@@ -139,6 +144,7 @@ def test_gpt2_small_parameter_counts_as_the_book_prints(impl, golden):
 # --- interchangeable with the book's own package --------------------------------------------
 
 
+@pytest.mark.exercise("GPTModel")
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_state_dict_keys_and_shapes_equal_the_book_packages(impl, ref, qkv_bias):
     cfg = small_config(ref, qkv_bias=qkv_bias)
@@ -154,6 +160,7 @@ def test_state_dict_keys_and_shapes_equal_the_book_packages(impl, ref, qkv_bias)
         assert_equal(list(ours[key].shape), list(theirs[key].shape), name=f"{key}.shape")
 
 
+@pytest.mark.exercise("GPTModel")
 def test_state_dicts_load_strictly_both_ways(impl, ref):
     cfg = small_config(ref)
     ours, theirs = build(impl.GPTModel, cfg, seed=1), build(book.GPTModel, cfg, seed=2)
@@ -172,6 +179,7 @@ def test_state_dicts_load_strictly_both_ways(impl, ref):
         )
 
 
+@pytest.mark.exercise("GPTModel")
 @pytest.mark.parametrize("qkv_bias", [False, True])
 def test_initial_weights_under_seed_123_equal_the_book_packages(impl, ref, qkv_bias):
     cfg = small_config(ref, qkv_bias=qkv_bias)
@@ -190,6 +198,7 @@ def test_initial_weights_under_seed_123_equal_the_book_packages(impl, ref, qkv_b
 # --- the parts ----------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_gives_mean_0_and_variance_1(impl):
     torch.manual_seed(123)
     batch_example = torch.randn(2, 5)  # the book's example (§4.2)
@@ -201,6 +210,7 @@ def test_layernorm_gives_mean_0_and_variance_1(impl):
     )
 
 
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_scale_and_shift_are_learnable_parameters(impl):
     ln = impl.LayerNorm(emb_dim=5)
     names = dict(ln.named_parameters())
@@ -214,6 +224,7 @@ def test_layernorm_scale_and_shift_are_learnable_parameters(impl):
     )
 
 
+@pytest.mark.exercise("GELU")
 def test_gelu_equals_torch_tanh_approximation(impl):
     x = torch.linspace(-6, 6, 241)
     assert_tensor_equal(
@@ -225,6 +236,7 @@ def test_gelu_equals_torch_tanh_approximation(impl):
     )
 
 
+@pytest.mark.exercise("FeedForward")
 def test_feedforward_keeps_the_shape_and_widens_4x(impl, ref):
     cfg = small_config(ref)
     ff = impl.FeedForward(cfg)
@@ -234,6 +246,7 @@ def test_feedforward_keeps_the_shape_and_widens_4x(impl, ref):
     assert_equal(hidden, [4 * cfg["emb_dim"], cfg["emb_dim"]], name="Linear out_features")
 
 
+@pytest.mark.exercise("TransformerBlock")
 def test_transformer_block_keeps_the_shape(impl, ref):
     cfg = small_config(ref)
     block = impl.TransformerBlock(cfg)
@@ -242,6 +255,7 @@ def test_transformer_block_keeps_the_shape(impl, ref):
         assert_equal(list(block(x).shape), [2, 4, cfg["emb_dim"]], name="TransformerBlock(x).shape")
 
 
+@pytest.mark.exercise("MultiHeadAttention")
 def test_attention_is_causal(impl, ref):
     torch.manual_seed(123)
     kwargs = {"d_in": 8, "d_out": 8, "context_length": 6, "dropout": 0.0, "num_heads": 2}
@@ -255,6 +269,7 @@ def test_attention_is_causal(impl, ref):
         assert_tensor_equal(mha(changed)[0, :4], mha(x)[0, :4], name="outputs 0-3", why=why)
 
 
+@pytest.mark.exercise("GPTModel")
 def test_model_is_causal_changing_a_later_token_keeps_earlier_logits(impl, ref):
     model = build(impl.GPTModel, small_config(ref)).eval()
     ids = torch.tensor([[6109, 3626, 6100, 345, 11, 290]])
@@ -273,6 +288,7 @@ def test_model_is_causal_changing_a_later_token_keeps_earlier_logits(impl, ref):
     assert not torch.equal(after[0, 3:], before[0, 3:]), "logits from token 3 on ignore the change"
 
 
+@pytest.mark.exercise("GPTModel")
 def test_dropout_is_off_in_eval_mode(impl, ref):
     model = build(impl.GPTModel, small_config(ref, drop_rate=0.5))
     ids = torch.tensor([[6109, 3626, 6100, 345]])
@@ -346,6 +362,7 @@ def test_1d_input_is_a_clear_error(ref):
 # --- blind spots: the same weights must give the book's numbers, part by part -------------
 
 
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_of_a_constant_row_is_finite(impl):
     out = impl.LayerNorm(emb_dim=4)(torch.full((2, 4), 3.0))
     assert_tensor_equal(
@@ -358,6 +375,7 @@ def test_layernorm_of_a_constant_row_is_finite(impl):
     )
 
 
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_uses_the_biased_variance(impl):
     torch.manual_seed(123)
     x = torch.randn(3, 4)  # few columns: dividing by n - 1 instead of n shows clearly
@@ -371,6 +389,7 @@ def test_layernorm_uses_the_biased_variance(impl):
     )
 
 
+@pytest.mark.exercise("TransformerBlock")
 def test_transformer_block_equals_the_books_with_the_same_weights(impl, ref):
     cfg = small_config(ref)
     ours, theirs = build(impl.TransformerBlock, cfg), build(book.TransformerBlock, cfg)
@@ -389,6 +408,7 @@ def test_transformer_block_equals_the_books_with_the_same_weights(impl, ref):
             )
 
 
+@pytest.mark.exercise("MultiHeadAttention")
 def test_multihead_attention_equals_the_books_with_the_same_weights(impl, ref):
     kwargs = {"d_in": 12, "d_out": 12, "context_length": 8, "dropout": 0.0, "num_heads": 3}
     torch.manual_seed(123)

@@ -12,7 +12,7 @@ import torch
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 
-pytestmark = pytest.mark.weights
+pytestmark = [pytest.mark.weights, pytest.mark.stage("model")]
 
 
 def greedy_continuation(ref, model, prompt: str) -> str:
@@ -38,6 +38,7 @@ def test_gpt2_124m_continues_every_effort_as_the_book(ref, golden, pretrained_gp
     )
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 def test_your_load_weights_into_gpt_matches_the_reference_on_gpt2_124m(
     impl, ref, gpt2_params, pretrained_gpt2
 ):

@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader
 from ftkit.asserts import assert_equal
 from ftkit.data.spam import LABELS, load_spam_data, map_labels, write_splits
 
+pytestmark = pytest.mark.stage("data")
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -44,12 +46,14 @@ def counts(df):
     return {str(k): int(v) for k, v in df["Label"].value_counts().items()}
 
 
+@pytest.mark.exercise("create_balanced_dataset")
 def test_balanced_dataset(impl, raw, g):
     balanced = impl.create_balanced_dataset(raw)
     assert_equal(counts(balanced), g["balanced_label_counts"], name="label counts", why="§6.2")
     assert set(balanced["Text"]) <= set(raw["Text"]), "rows come from the data set"
 
 
+@pytest.mark.exercise("create_balanced_dataset")
 def test_balanced_dataset_is_the_books_sample(impl, raw):
     """random_state=123 picks the same ham rows as the book's recipe (book §6.2).
 
@@ -63,6 +67,7 @@ def test_balanced_dataset_is_the_books_sample(impl, raw):
     )
 
 
+@pytest.mark.exercise("random_split")
 def test_random_split_sizes(impl, ref, raw, g):
     balanced = map_labels(ref.create_balanced_dataset(raw))
     train, validation, test = impl.random_split(balanced, 0.7, 0.1)
@@ -73,6 +78,7 @@ def test_random_split_sizes(impl, ref, raw, g):
     assert train["Text"].tolist() != balanced["Text"].head(len(train)).tolist(), "shuffled"
 
 
+@pytest.mark.exercise("random_split")
 def test_random_split_is_the_books_shuffle(impl, ref, raw):
     balanced = map_labels(ref.create_balanced_dataset(raw))
     train, _, test = impl.random_split(balanced, 0.7, 0.1)
@@ -83,6 +89,7 @@ def test_random_split_is_the_books_shuffle(impl, ref, raw):
     assert test.index[0] == len(shuffled) - len(test), "the index is reset after the shuffle"
 
 
+@pytest.mark.exercise("SpamDataset")
 def test_spam_dataset_pads_to_the_longest(impl, splits, tokenizer, g):
     dataset = impl.SpamDataset(splits["train"], tokenizer)
     assert_equal(dataset.max_length, g["max_length"], name="max_length", why="book §6.3")
@@ -97,6 +104,7 @@ def test_spam_dataset_pads_to_the_longest(impl, splits, tokenizer, g):
     assert_equal(label.item(), int(first["Label"]), name="label of the first row")
 
 
+@pytest.mark.exercise("SpamDataset")
 def test_spam_dataset_truncates_and_pads_to_max_length(impl, splits, tokenizer, g):
     short = impl.SpamDataset(splits["train"], tokenizer, max_length=10)
     assert short[0][0].shape == (10,), "texts longer than max_length are truncated"
@@ -106,6 +114,7 @@ def test_spam_dataset_truncates_and_pads_to_max_length(impl, splits, tokenizer, 
     assert ids[-1].item() == 50256, "padding uses the end-of-text id"
 
 
+@pytest.mark.exercise("SpamDataset")
 def test_book_loaders_as_printed(impl, splits, tokenizer, g):
     """The book's §6.3 code with your SpamDataset: val/test padded to the training length."""
     train_dataset = impl.SpamDataset(splits["train"], tokenizer)
@@ -127,12 +136,14 @@ def test_book_loaders_as_printed(impl, splits, tokenizer, g):
 # --- bad input ---------------------------------------------------------------------------
 
 
+@pytest.mark.exercise("create_balanced_dataset")
 @pytest.mark.beyond_book
 def test_balance_needs_label_column(impl):
     with pytest.raises(ValueError, match="Label"):
         impl.create_balanced_dataset(pd.DataFrame({"Text": ["a"]}))
 
 
+@pytest.mark.exercise("random_split")
 @pytest.mark.beyond_book
 @pytest.mark.parametrize(("train_frac", "validation_frac"), [(1.5, 0.1), (0.8, 0.3), (-1, 0)])
 def test_random_split_bad_fractions(impl, raw, train_frac, validation_frac):
@@ -140,6 +151,7 @@ def test_random_split_bad_fractions(impl, raw, train_frac, validation_frac):
         impl.random_split(raw, train_frac, validation_frac)
 
 
+@pytest.mark.exercise("SpamDataset")
 @pytest.mark.beyond_book
 def test_spam_dataset_bad_csv(impl, tmp_path, tokenizer):
     path = tmp_path / "unmapped.csv"
@@ -148,11 +160,13 @@ def test_spam_dataset_bad_csv(impl, tmp_path, tokenizer):
         impl.SpamDataset(path, tokenizer)
 
 
+@pytest.mark.exercise("SpamDataset")
 def test_spam_dataset_missing_file(impl, tmp_path, tokenizer):
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         impl.SpamDataset(tmp_path / "missing.csv", tokenizer)
 
 
+@pytest.mark.exercise("SpamDataset")
 @pytest.mark.beyond_book
 def test_spam_dataset_bad_max_length(impl, splits, tokenizer):
     with pytest.raises(ValueError, match="max_length"):

@@ -20,6 +20,8 @@ from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 from tests.book_package import book_module
 
+pytestmark = pytest.mark.stage("training")
+
 book5 = book_module("ch05")
 
 MAX_LEN = 24  # truncate instruction examples: enough text to learn from, fast on CPU
@@ -70,6 +72,7 @@ def first_batch(ref, datasets):
 # --- §5.1: the loss ----------------------------------------------------------------------
 
 
+@pytest.mark.exercise("calc_loss_loader")
 def test_untrained_loss_is_near_log_vocabulary_size(impl, ref, datasets, golden):
     g = golden("training")
     model = tiny_model(ref).eval()
@@ -84,6 +87,7 @@ def test_untrained_loss_is_near_log_vocabulary_size(impl, ref, datasets, golden)
     )
 
 
+@pytest.mark.exercise("calc_loss_batch")
 def test_calc_loss_batch_equals_the_book_packages(impl, ref, datasets):
     model = tiny_model(ref).eval()
     inputs, targets = first_batch(ref, datasets)
@@ -98,6 +102,7 @@ def test_calc_loss_batch_equals_the_book_packages(impl, ref, datasets):
     )
 
 
+@pytest.mark.exercise("calc_loss_loader")
 def test_calc_loss_loader_equals_the_book_packages(impl, ref, datasets):
     model = tiny_model(ref).eval()
     data = loader(ref, datasets[0])
@@ -112,6 +117,7 @@ def test_calc_loss_loader_equals_the_book_packages(impl, ref, datasets):
     )
 
 
+@pytest.mark.exercise("calc_loss_batch")
 def test_calc_loss_batch_ignores_targets_of_minus_100(impl, ref, datasets):
     model = tiny_model(ref).eval()
     inputs, targets = first_batch(ref, datasets)
@@ -131,12 +137,14 @@ def test_calc_loss_batch_ignores_targets_of_minus_100(impl, ref, datasets):
     )
 
 
+@pytest.mark.exercise("calc_loss_loader")
 def test_calc_loss_loader_of_an_empty_loader_is_nan(impl, ref):
     model = tiny_model(ref)
     loss = impl.calc_loss_loader(DataLoader([]), model, "cpu")
     assert math.isnan(loss), f"an empty loader should give nan, as the book's (§5.1); got {loss}"
 
 
+@pytest.mark.exercise("calc_loss_loader")
 def test_num_batches_is_capped_at_the_loader_length(impl, ref, datasets):
     model = tiny_model(ref).eval()
     data = loader(ref, datasets[1])  # 2 batches
@@ -149,6 +157,7 @@ def test_num_batches_is_capped_at_the_loader_length(impl, ref, datasets):
     )
 
 
+@pytest.mark.exercise("evaluate_model")
 def test_evaluate_model_scores_without_dropout_and_restores_training_mode(impl, ref, datasets):
     model = tiny_model(ref, drop_rate=0.5).train()
     train, val = loader(ref, datasets[0]), loader(ref, datasets[1])
@@ -173,6 +182,7 @@ def run(impl, ref, datasets, tokenizer, num_epochs):
     return model, optimizer, train, val, losses
 
 
+@pytest.mark.exercise("generate_and_print_sample")
 def test_generate_and_print_sample_prints_50_greedy_tokens_on_one_line(
     impl, ref, tokenizer, capsys
 ):
@@ -192,6 +202,7 @@ def test_generate_and_print_sample_prints_50_greedy_tokens_on_one_line(
     assert model.training, "generate_and_print_sample must put the model back in training mode"
 
 
+@pytest.mark.exercise("train_model_simple")
 def test_a_few_steps_lower_the_loss(impl, ref, datasets, tokenizer):
     model = tiny_model(ref)
     # 10x the book's lr 5e-4: a 16-wide 1-layer model needs bigger steps to move in 15 of them.
@@ -212,6 +223,7 @@ def test_a_few_steps_lower_the_loss(impl, ref, datasets, tokenizer):
     assert tokens == sorted(tokens) and tokens[0] > 0, f"tokens seen must grow: {tokens}"
 
 
+@pytest.mark.exercise("train_model_simple")
 def test_train_model_simple_prints_the_books_lines(impl, ref, datasets, tokenizer, golden, capsys):
     g = golden("training")
     assert LOG_LINE.match(g["first_log_line"]), "the pattern must match the book's own line"

@@ -26,6 +26,8 @@ from tests.tiny_gpt2 import (
     tiny_cfg,
 )
 
+pytestmark = pytest.mark.stage("model")
+
 WHY = (
     "load_weights_into_gpt must transpose OpenAI's (in, out) matrices and split c_attn into "
     "query, key and value (book §5.5); then the model computes what GPT-2 computes"
@@ -47,6 +49,7 @@ def expected_logits(ref, arrays, token_ids):
         return gpt(token_ids)
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 def test_loaded_model_computes_gpt2s_logits(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref)).eval()
     impl.load_weights_into_gpt(gpt, book_params(arrays))
@@ -58,6 +61,7 @@ def test_loaded_model_computes_gpt2s_logits(impl, ref, arrays):
     )
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 def test_out_head_is_a_copy_of_the_token_embedding(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref))
     impl.load_weights_into_gpt(gpt, book_params(arrays))
@@ -69,12 +73,14 @@ def test_out_head_is_a_copy_of_the_token_embedding(impl, ref, arrays):
     )
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 def test_shape_mismatch_is_a_value_error(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
     with pytest.raises(ValueError):  # the book's assign raises ValueError on a shape mismatch
         impl.load_weights_into_gpt(gpt, book_params(arrays))
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 @pytest.mark.beyond_book
 def test_shape_mismatch_names_the_tensor_and_both_shapes(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
@@ -87,6 +93,7 @@ def test_shape_mismatch_names_the_tensor_and_both_shapes(impl, ref, arrays):
         impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 @pytest.mark.beyond_book
 def test_missing_param_names_its_path(impl, ref, arrays):
     params = book_params(arrays)
@@ -95,12 +102,14 @@ def test_missing_param_names_its_path(impl, ref, arrays):
         impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
 
 
+@pytest.mark.exercise("load_weights_into_gpt")
 @pytest.mark.beyond_book
 def test_block_count_mismatch_says_which_config(impl, ref, arrays):
     with pytest.raises(ValueError, match=r"2 transformer blocks, model has 3"):
         impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref, n_layers=3)), book_params(arrays))
 
 
+@pytest.mark.exercise("assign")
 @pytest.mark.beyond_book
 def test_assign_checks_shape_and_keeps_dtype(impl):
     left = torch.zeros(2, 3, dtype=torch.float64)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.commands.check import pytest_args
-from ftkit.progress import (
+from ftkit.check.markers import canonical_stage
+from ftkit.check.progress import (
     EXTRA_FAILED,
     FAILING,
     NOT_PROVIDED,
@@ -26,9 +26,9 @@ from ftkit.progress import (
     catalog,
     next_exercise,
     render_next,
-    stage_modules,
     stub_hints,
 )
+from ftkit.check.run import BOOK_TESTS, pytest_args
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,13 +99,14 @@ def test_catalog_lists_every_stub_with_its_section_in_book_order():
 
 def test_unknown_stage_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown stage 'colate'; choose one of"):
-        stage_modules("colate")
+        canonical_stage("colate")
+    assert canonical_stage("instruction-sft") == "instruction SFT"
 
 
-def test_stage_selects_its_test_files():
-    args = pytest_args("exercises", "collate", None, None)
-    files = [a for a in args if a.endswith(".py")]
-    assert files and all(Path(f).name.startswith("test_collate") for f in files)
+def test_check_runs_tests_book_and_selects_a_stage_by_marker():
+    args = pytest_args("exercises", "LoRA", None, None)
+    assert str(BOOK_TESTS) in args and not [a for a in args if a.endswith(".py")]
+    assert args[args.index("--stage") + 1] == "LoRA"
 
 
 def run_check(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
@@ -186,7 +187,13 @@ def test_pristine_stubs_are_not_started_and_the_table_says_what_is_next(collate_
     result, report, _, _ = collate_results
     collate = statuses(report, "collate")
     assert collate and set(collate.values()) == {NOT_STARTED}, collate
-    assert "collate" in result.stdout and "Next: write" in result.stdout
+    assert (
+        "collate" in result.stdout
+        and "Next: write `custom_collate_draft_1` (collate" in result.stdout
+    )
+    # --stage reports only that stage: no other stage's row, no other stage's exercises.
+    assert {ex["stage"] for ex in report["exercises"]} == {"collate"}
+    assert "LayerNorm" not in result.stdout and "\nmodel " not in result.stdout
     assert "failed" not in result.stdout.splitlines()[-1]
 
 

@@ -25,8 +25,8 @@ from torch import nn
 
 import reference.model as R
 from ftkit.asserts import assert_tensor_equal
+from ftkit.check.impl import Impl
 from ftkit.diagnose import Diagnosis, diagnose, diagnose_model, pretty
-from ftkit.impl import Impl
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = R.get_config("tiny", context_length=16, drop_rate=0.1)

@@ -184,8 +184,8 @@ def test_classify_train_prints_the_verdict_when_its_device_fails(
 def test_check_prints_the_verdict_when_the_device_fails(
     cpu_checked_as_wrong_gpu, monkeypatch, capsys
 ):
-    from ftkit.commands import check
+    from ftkit.check import run
 
-    monkeypatch.setattr(check, "check_once", lambda *args: 0)
+    monkeypatch.setattr(run, "check_once", lambda *args, **kwargs: 0)
     assert main(["check"]) == 0
     assert "warning: device check failed on cuda:0" in capsys.readouterr().err

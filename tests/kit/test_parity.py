@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ftkit.impl import public_names, reference_modules
+from ftkit.check.impl import public_names, reference_modules
 
 # Modules that hold I/O or tooling rather than learner work have no exercise twin.
 NOT_EXERCISES = {"assets", "tokenizer", "fast", "files"}

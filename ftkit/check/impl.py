@@ -10,6 +10,7 @@ The book reuses some names across chapters (ch. 5 and ch. 6 both define
 name in its own module. `impl.calc_loss_batch` is the first one in book order
 (ch. 5, `training`); `impl.of("classifier").calc_loss_batch` is ch. 6's. A flat
 adapter exposes the later one chapter-qualified: `calc_loss_batch_classifier`.
+Exercise keys name them in reports: `calc_loss_batch`, `classifier.calc_loss_batch`.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ class Impl:
         raise NotProvided(f"{self.package} does not provide {name!r}{where}")
 
     def record(self, short: str | None, name: str) -> None:
+        if name not in owners():
+            return  # not a book name (e.g. hypothesis probing attributes of its arguments)
         key = exercise_key(short, name) if short else name
         if key not in self.used:
             self.used.append(key)
@@ -171,3 +174,50 @@ class ModuleView:
             raise AttributeError(name)
         self._impl.record(self._short, name)
         return self._impl.lookup(name, self._short)
+
+
+def exercise_keys() -> dict[str, tuple[str, str]]:
+    """Every exercise key of `reference/` -> `(module, name)`, in book order."""
+    return {
+        exercise_key(short, name): (short, name)
+        for name, mods in owners().items()
+        for short in mods
+    }
+
+
+def provided(package: str) -> set[str]:
+    """Exercise keys the implementation `package` defines (a stub counts: it is the learner's)."""
+    impl = Impl(package)
+    found = set()
+    for key, (short, name) in exercise_keys().items():
+        try:
+            impl.lookup(name, short)
+        except NotProvided:
+            continue
+        found.add(key)
+    return found
+
+
+def source_of(obj: Any) -> tuple[str, int] | None:
+    """`(file, line)` where an implementation's object is defined, or None (built-ins, C code)."""
+    try:
+        target = inspect.unwrap(obj)
+        path = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return None
+    return (path, line) if path else None
+
+
+def source_files(package: str, keys: set[str]) -> set[str]:
+    """The files defining the implementation's objects for these exercise keys."""
+    impl, files = Impl(package), set()
+    for key in keys:
+        short, name = exercise_keys().get(key, ("", key))
+        try:
+            where = source_of(impl.lookup(name, short or None))
+        except Exception:  # noqa: BLE001 - a learner's object may break introspection
+            continue
+        if where:
+            files.add(where[0])
+    return files

@@ -14,23 +14,21 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftkit.impl import module_of, public_names, reference_modules
-
-# Book stages, in the order a learner meets them, and the reference modules behind each.
-STAGES: dict[str, tuple[str, ...]] = {
-    "model": ("model", "weights"),
-    "generation": ("generation",),
-    "training": ("training",),
-    "data": ("spam_data", "instruction_data"),
-    "collate": ("collate",),
-    "classification": ("classifier",),
-    "instruction SFT": (),
-    "evaluation": ("evaluation", "judge"),
-    "LoRA": ("lora",),
-    "book exercises": (),
-}
-# Names whose tests belong to the instruction-SFT stage rather than their module's.
-SFT_NAMES = ("InstructionDataset", "create_instruction_loaders")
+from ftkit.check.impl import (
+    Impl,
+    book_order,
+    exercise_key,
+    public_names,
+    reference_modules,
+    source_of,
+)
+from ftkit.check.markers import (
+    BOOK_EXERCISES_STAGE,
+    STAGE_ORDER,
+    book_exercise_names,
+    canonical_stage,
+    exercise_stages,
+)
 
 SOLVED, FAILING, NOT_STARTED, NOT_PROVIDED, PARTIAL = (
     "solved",
@@ -41,6 +39,8 @@ SOLVED, FAILING, NOT_STARTED, NOT_PROVIDED, PARTIAL = (
 )
 # Outcome of a failed `beyond_book` test: reported, but the book's behaviour is what solves an exercise.
 EXTRA_FAILED = "failed (kit extra)"
+# Outcome of a test stopped by its time limit (pytest-timeout): counts as failing.
+TIMED_OUT = "timed out"
 SECTION = re.compile(r"(?:§\s?\d+\.\d+|[Ss]ection \d+\.\d+|[Aa]ppendix [A-E]|[Ee]xercise \d\.\d)")
 
 
@@ -56,20 +56,9 @@ BOOK_EXERCISES = {
 }
 
 
-def stage_of(name: str) -> str:
-    """The book stage an exercise name belongs to."""
-    if name in SFT_NAMES:
-        return "instruction SFT"
-    module = module_of().get(name, "")
-    return next((stage for stage, mods in STAGES.items() if module in mods), "other")
-
-
-def stage_modules(stage: str) -> tuple[str, ...]:
-    """Reference modules of a stage (case-insensitive name); error listing stages if unknown."""
-    for known, mods in STAGES.items():
-        if known.lower() == stage.lower():
-            return mods + (("instruction_data", "instruct") if known == "instruction SFT" else ())
-    raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
+def stage_of(key: str) -> str:
+    """The book stage of an exercise: where the tests naming it (`exercise` markers) live."""
+    return exercise_stages().get(key, "other")
 
 
 @dataclass
@@ -83,13 +72,14 @@ class Exercise:
     section: str
     outcomes: dict = field(default_factory=dict)  # test id -> outcome
     message: str = ""
+    where: str = ""  # the learner's file:line the first failure came from
 
     @property
     def status(self) -> str:
         values = list(self.outcomes.values())
         if not values:
             return NOT_STARTED
-        if "failed" in values:
+        if "failed" in values or TIMED_OUT in values:
             return FAILING
         if all(v == "not provided" for v in values):
             return NOT_PROVIDED
@@ -123,58 +113,75 @@ def stub_hints(module_file: Path) -> dict[str, tuple[int, str]]:
     return hints
 
 
-def catalog(package: str = "exercises") -> dict[str, Exercise]:
-    """Every exercise, in book order, located in `package` where it has the module, else in exercises/."""
+def catalog(
+    package: str = "exercises", stage: str | None = None, provided: set[str] | None = None
+) -> dict[str, Exercise]:
+    """Every exercise in book order, located in the learner's own source where it has one.
+
+    `stage` keeps one stage's exercises; names missing from `provided` (exercise keys the
+    implementation defines, None for all) are *not provided* without running a test.
+    """
     import importlib
 
-    exercises: dict[str, Exercise] = {}
-    ordered = [m for mods in STAGES.values() for m in mods]
-    for short in ordered:
-        if short not in reference_modules():
-            continue
+    stage = canonical_stage(stage) if stage else None
+    impl = _impl_or_none(package)
+    found: list[tuple[tuple, Exercise]] = []
+    for rank, short in enumerate(book_order()):
         try:
             stub_module = importlib.import_module(f"exercises.{short}")
         except ModuleNotFoundError:
             continue
-        stub_file = Path(inspect.getfile(stub_module))
-        hints = stub_hints(stub_file)
-        where = stub_file
-        try:
-            own = importlib.import_module(f"{package}.{short}")
-            where = Path(inspect.getfile(own))
-        except (ModuleNotFoundError, TypeError):
-            pass
-        own_lines = _def_lines(where)
-        for name in public_names(reference_modules()[short]):
+        stub_file = inspect.getsourcefile(stub_module) or ""
+        hints = stub_hints(Path(stub_file))
+        for order, name in enumerate(public_names(reference_modules()[short])):
             if name not in hints:
-                continue  # not learner work (re-exported tooling)
+                continue  # not learner work
+            key = exercise_key(short, name)
             line, hint = hints[name]
             match = SECTION.search(hint)
-            exercises[name] = Exercise(
-                name=name,
+            ex = Exercise(
+                name=key,
                 module=short,
-                stage=stage_of(name),
-                file=str(where),
-                line=own_lines.get(name, line),
+                stage=stage_of(key),
+                file=stub_file,
+                line=line,
                 hint=hint,
                 section=match.group(0) if match else "",
             )
+            if provided is not None and key not in provided:
+                ex.outcomes["(not in the implementation)"] = NOT_PROVIDED
+            elif impl is not None:
+                ex.file, ex.line = _own_source(impl, short, name) or (ex.file, ex.line)
+            found.append(((_stage_rank(ex.stage), rank, order), ex))
+    exercises = {ex.name: ex for _, ex in sorted(found, key=lambda pair: pair[0])}
+    needs = book_exercise_names()
     for number, hint in BOOK_EXERCISES.items():
         name = f"Exercise {number}"
-        exercises[name] = Exercise(name, "", "book exercises", "", 0, hint, f"Exercise {number}")
+        exercises[name] = ex = Exercise(name, "", BOOK_EXERCISES_STAGE, "", 0, hint, name)
+        if provided is not None and not needs.get(name, set()) & provided:
+            ex.outcomes["(not in the implementation)"] = NOT_PROVIDED
+    if stage:
+        exercises = {k: ex for k, ex in exercises.items() if ex.stage == stage}
     return exercises
 
 
-def _def_lines(path: Path) -> dict[str, int]:
+def _stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+
+
+def _impl_or_none(package: str) -> Impl | None:
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return {}
-    return {
-        node.name: node.lineno
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.ClassDef)
-    }
+        return Impl(package)
+    except Exception:  # noqa: BLE001 - the learner's package may fail to import
+        return None
+
+
+def _own_source(impl: Impl, short: str, name: str) -> tuple[str, int] | None:
+    """Where the learner defined `name` (their file, their line), if it can be told."""
+    try:
+        return source_of(impl.lookup(name, short))
+    except Exception:  # noqa: BLE001 - NotProvided, or a learner's object that breaks inspect
+        return None
 
 
 def next_exercise(exercises: dict[str, Exercise]) -> Exercise | None:
@@ -189,7 +196,7 @@ def next_exercise(exercises: dict[str, Exercise]) -> Exercise | None:
 def render_table(exercises: dict[str, Exercise]) -> str:
     """The per-stage table: solved / failing / not started counts."""
     rows = []
-    for stage in list(STAGES) + ["other"]:
+    for stage in [*STAGE_ORDER, "other"]:
         members = [ex for ex in exercises.values() if ex.stage == stage]
         if not members:
             continue
@@ -224,6 +231,8 @@ def render_next(ex: Exercise | None, exercises: dict[str, Exercise] | None = Non
     text.append(f"  hint: {ex.hint}")
     if ex.message:
         text.append(f"  last failure: {ex.message.splitlines()[0][:200]}")
+        if ex.where:
+            text.append(f"    at {ex.where}")
     return "\n".join(text)
 
 
@@ -242,6 +251,34 @@ def write_report(exercises: dict[str, Exercise], path: Path, impl: str) -> None:
         for ex in exercises.values()
     ]
     payload = {"impl": impl, "exercises": records}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_gradescope(exercises: dict[str, Exercise], path: Path) -> None:
+    """Gradescope's results.json: one test per exercise, 1 point when solved."""
+    tests = []
+    for ex in exercises.values():
+        if ex.status == NOT_PROVIDED:
+            continue
+        output = [f"{ex.status} ({ex.stage}, {ex.section or 'see the hint'})"]
+        if ex.status != SOLVED:
+            output.append(f"hint: {ex.hint}")
+        if ex.message:
+            output.append(f"last failure: {ex.message}")
+        if ex.where:
+            output.append(f"at {ex.where}")
+        tests.append(
+            {
+                "name": ex.name,
+                "score": 1.0 if ex.status == SOLVED else 0.0,
+                "max_score": 1.0,
+                "output": "\n".join(output),
+                "status": "passed" if ex.status == SOLVED else "failed",
+            }
+        )
+    payload = {"score": sum(t["score"] for t in tests), "tests": tests}
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     tmp.replace(path)

@@ -1,0 +1,160 @@
+"""Run the book suite against an implementation in a child pytest, and watch for changes.
+
+The child dies with its parent (Linux: PR_SET_PDEATHSIG), so killing `ftkit check`
+leaves no pytest behind; the plugin runs the learner's code in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ftkit.check.markers import canonical_stage
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK_TESTS = ROOT / "tests" / "book"
+
+
+def pytest_args(
+    impl: str,
+    stage: str | None,
+    keyword: str | None,
+    report: Path | None,
+    *,
+    report_format: str = "json",
+    timeout: float | None = None,
+    verbose: bool = False,
+) -> list[str]:
+    """The pytest command line for one check run (tests/book only, selected by marker)."""
+    args = [sys.executable, "-m", "pytest", str(BOOK_TESTS), "--impl", impl, "--ftkit-summary"]
+    # Skip lines only when asked: the table and "Next:" must stay in view.
+    args += ["-v", "-ra"] if verbose else ["-q", "-rfE"]
+    args += ["-p", "no:cacheprovider", "--no-header", "--rootdir", str(ROOT), "--tb=short"]
+    if stage:
+        args += ["--stage", canonical_stage(stage)]
+    if keyword:
+        args += ["-k", keyword]
+    if timeout is not None and importlib.util.find_spec("pytest_timeout") is not None:
+        args += ["--timeout", f"{timeout:g}"]
+    if report:
+        args += ["--ftkit-report", str(report.resolve()), "--ftkit-format", report_format]
+    return args
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the parent dies (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def child_env() -> dict[str, str]:
+    """The kit and the caller's folder importable from the temporary working directory."""
+    env = dict(os.environ)
+    paths = [str(ROOT), os.getcwd(), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def check_once(
+    impl: str, stage: str | None, keyword: str | None, report: Path | None, **opts
+) -> int:
+    if not BOOK_TESTS.is_dir():
+        print(
+            f"ftkit check needs the kit's source checkout (no tests/book under {ROOT})",
+            file=sys.stderr,
+        )
+        return 2
+    args = pytest_args(impl, stage, keyword, report, **opts)
+    linux = sys.platform.startswith("linux")
+    child = subprocess.Popen(
+        args, cwd=ROOT, env=child_env(), preexec_fn=_die_with_parent if linux else None
+    )
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:  # Ctrl-C or an error here: take the child down too
+            child.kill()
+            child.wait()
+
+
+def watched_folder(impl: str) -> Path:
+    """The folder holding an implementation's source files."""
+    spec = importlib.util.find_spec(impl)
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"--impl {impl!r}: cannot find it to watch (is it importable?)")
+    return Path(spec.origin).parent
+
+
+def stages_of_file(path: Path) -> set[str]:
+    """The book stages whose exercises live in a changed module (by its file name)."""
+    from ftkit.check.impl import exercise_keys
+    from ftkit.check.progress import stage_of
+
+    return {stage_of(key) for key, (module, _) in exercise_keys().items() if module == path.stem}
+
+
+def watch(impl: str, keyword: str | None, report: Path | None, **opts) -> int:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    folder = watched_folder(impl)
+    changed: set[Path] = set()
+
+    class Handler(FileSystemEventHandler):
+        def on_modified(self, event):
+            if str(event.src_path).endswith(".py"):
+                changed.add(Path(event.src_path))
+
+        on_created = on_modified
+
+    observer = Observer()
+    observer.schedule(Handler(), str(folder), recursive=True)
+    observer.start()
+    print(f"watching {folder} — save a file to rerun its stage; Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(0.5)
+            if not changed:
+                continue
+            time.sleep(0.3)  # let an editor finish writing
+            stages = set().union(*(stages_of_file(p) for p in changed)) - {"other"}
+            changed.clear()
+            for stage in sorted(stages) or [None]:
+                print(f"\n=== rerunning {stage or 'all stages'} ===")
+                check_once(impl, stage, keyword, report, **opts)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        observer.stop()
+        observer.join()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ftkit.doctor import report_device
+
+    report_device("auto", say=lambda line: print(line, file=sys.stderr))  # a GPU that is wrong
+    if args.stage:
+        try:
+            canonical_stage(args.stage)
+        except ValueError as err:
+            print(f"ftkit check: {err}", file=sys.stderr)
+            return 2
+    report = args.report
+    if args.report_format == "gradescope" and report is None:
+        report = Path("results.json")
+    opts = {"report_format": args.report_format, "timeout": args.timeout, "verbose": args.verbose}
+    code = check_once(args.impl, args.stage, args.keyword, report, **opts)
+    if args.watch:
+        return watch(args.impl, args.keyword, report, **opts)
+    return code
