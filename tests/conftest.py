@@ -84,3 +84,30 @@ def pretrained_gpt2(gpt2_params):
         return cache[size]
 
     return get
+
+
+@pytest.fixture
+def drawn_figure(tmp_path, monkeypatch):
+    """Factory: call a plotting function the book's way and return the matplotlib Figure it drew.
+
+    The book's `plot_losses`/`plot_values` draw with pyplot, save a PDF into the working
+    folder and call `plt.show()`; the reference returns its Figure instead. Either is
+    fine: the call runs in a temporary folder with a non-interactive backend, and the
+    Figure is the one returned or else pyplot's current one.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(tmp_path)
+    plt.close("all")
+
+    def draw(plot, *args, **kwargs):
+        returned = plot(*args, **kwargs)
+        fig = returned if hasattr(returned, "axes") else plt.gcf()
+        assert fig.axes, f"{getattr(plot, '__name__', plot)} drew no axes"
+        return fig
+
+    yield draw
+    plt.close("all")

@@ -459,3 +459,24 @@ def test_five_epoch_run_reaches_the_book_accuracies(impl, ref, golden, pretraine
             atol=2.0,
             why="the book's 5-epoch fine-tuning of GPT-2 124M (§6.7)",
         )
+
+
+@pytest.mark.exercise("plot_values")
+@pytest.mark.parametrize("label", ["loss", "accuracy"])
+def test_plot_values_draws_both_curves_against_epochs_and_examples(impl, drawn_figure, label):
+    epochs, examples = [0.0, 1.0, 2.0], [0, 1040, 2080]
+    train, val = [0.70, 0.85, 0.95], [0.72, 0.83, 0.93]
+    fig = drawn_figure(impl.plot_values, epochs, examples, train, val, label)
+    ax1 = fig.axes[0]
+    curves = {line.get_label(): list(line.get_ydata()) for line in ax1.get_lines()}
+    assert_equal(
+        curves,
+        {f"Training {label}": train, f"Validation {label}": val},
+        name="curves on the epochs axis",
+        why="the book plots the training and validation values against epochs (§6.7)",
+    )
+    assert_equal(
+        (ax1.get_xlabel(), ax1.get_ylabel()), ("Epochs", label.capitalize()), name="axis labels"
+    )
+    tops = [ax for ax in fig.axes[1:] if ax.get_xlabel()]
+    assert_equal([ax.get_xlabel() for ax in tops], ["Examples seen"], name="second x-axis")

@@ -268,3 +268,26 @@ def test_empty_training_loader_is_a_clear_error(ref, datasets, tokenizer):
 def test_plot_losses_rejects_unequal_lengths(ref):
     with pytest.raises(ValueError, match="equally long"):
         ref.plot_losses([0, 1], [0, 10], [1.0], [1.0, 2.0])
+
+
+@pytest.mark.exercise("plot_losses")
+def test_plot_losses_draws_both_curves_against_epochs_and_tokens(impl, drawn_figure):
+    epochs, tokens = [0.0, 0.5, 1.0], [0, 544, 1088]
+    train, val = [2.6, 1.9, 1.2], [2.7, 2.0, 1.5]
+    fig = drawn_figure(impl.plot_losses, epochs, tokens, train, val)
+    ax1 = fig.axes[0]
+    curves = {line.get_label(): list(line.get_ydata()) for line in ax1.get_lines()}
+    assert_equal(
+        curves,
+        {"Training loss": train, "Validation loss": val},
+        name="curves on the epochs axis",
+        why="the book plots both losses against epochs, labelled for the legend (§5.1)",
+    )
+    assert_equal((ax1.get_xlabel(), ax1.get_ylabel()), ("Epochs", "Loss"), name="axis labels")
+    tops = [ax for ax in fig.axes[1:] if ax.get_xlabel()]
+    assert_equal(
+        [ax.get_xlabel() for ax in tops],
+        ["Tokens seen"],
+        name="second x-axis",
+        why="a twin x-axis shows tokens seen, aligned by an invisible copy of the curve (§5.1)",
+    )
