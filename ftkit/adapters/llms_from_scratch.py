@@ -25,13 +25,12 @@ from llms_from_scratch.ch04 import (
     generate_text_simple,
 )
 from llms_from_scratch.ch05 import (
+    assign,
     calc_loss_batch,
     calc_loss_loader,
-    download_and_load_gpt2,
     evaluate_model,
     generate,
     generate_and_print_sample,
-    load_gpt2_params_from_tf_ckpt,
     load_weights_into_gpt,
     plot_losses,
     text_to_token_ids,
@@ -61,6 +60,7 @@ from llms_from_scratch.ch07 import (
 )
 
 __all__ = [
+    "assign",
     "GELU",
     "FeedForward",
     "GPTModel",
@@ -81,7 +81,6 @@ __all__ = [
     "custom_collate_draft_1",
     "custom_collate_draft_2",
     "custom_collate_fn",
-    "download_and_load_gpt2",
     "evaluate_model",
     "evaluate_model_classifier",
     "format_input",
@@ -89,7 +88,6 @@ __all__ = [
     "generate_and_print_sample",
     "generate_model_scores",
     "generate_text_simple",
-    "load_gpt2_params_from_tf_ckpt",
     "load_weights_into_gpt",
     "plot_losses",
     "plot_values",

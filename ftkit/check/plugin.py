@@ -24,7 +24,7 @@ import pytest
 
 from ftkit.check.impl import NotProvided
 from ftkit.check.markers import BOOK_EXERCISES_STAGE, STAGE_ORDER, UsageRecorder, canonical_stage
-from ftkit.check.progress import EXTRA_FAILED, TIMED_OUT
+from ftkit.check.progress import EXTRA_FAILED, NOT_PROVIDED, TIMED_OUT
 
 NOT_STARTED_PREFIX = "not started: "
 NOT_PROVIDED_PREFIX = "not provided: "
@@ -375,6 +375,12 @@ class ExerciseRecorder:
                 ex.outcomes[nodeid] = outcome
                 if outcome in ("failed", EXTRA_FAILED, TIMED_OUT) and not ex.message:
                     ex.message, ex.where = message, where
+        if config.stash.get(BOOK_ONLY_KEY, False):
+            # Its beyond-book tests were skipped before they ran, so nothing recorded what
+            # they use: an exercise left with no outcome is one only the kit's extras check.
+            for ex in exercises.values():
+                if not ex.outcomes:
+                    ex.outcomes["(beyond the book)"] = NOT_PROVIDED
         report_path = config.getoption("--ftkit-report")
         if report_path:
             if config.getoption("--ftkit-format") == "gradescope":

@@ -468,7 +468,7 @@ def test_plot_values_draws_both_curves_against_epochs_and_examples(impl, drawn_f
     train, val = [0.70, 0.85, 0.95], [0.72, 0.83, 0.93]
     fig = drawn_figure(impl.plot_values, epochs, examples, train, val, label)
     ax1 = fig.axes[0]
-    curves = {line.get_label(): list(line.get_ydata()) for line in ax1.get_lines()}
+    curves = {line.get_label(): [float(y) for y in line.get_ydata()] for line in ax1.get_lines()}
     assert_equal(
         curves,
         {f"Training {label}": train, f"Validation {label}": val},

@@ -276,7 +276,7 @@ def test_plot_losses_draws_both_curves_against_epochs_and_tokens(impl, drawn_fig
     train, val = [2.6, 1.9, 1.2], [2.7, 2.0, 1.5]
     fig = drawn_figure(impl.plot_losses, epochs, tokens, train, val)
     ax1 = fig.axes[0]
-    curves = {line.get_label(): list(line.get_ydata()) for line in ax1.get_lines()}
+    curves = {line.get_label(): [float(y) for y in line.get_ydata()] for line in ax1.get_lines()}
     assert_equal(
         curves,
         {"Training loss": train, "Validation loss": val},

@@ -119,3 +119,21 @@ def test_assign_checks_shape_and_keeps_dtype(impl):
         ValueError, match=r"x\.weight: model has \(2, 3\), checkpoint gives \(3, 2\)"
     ):
         impl.assign(left, np.ones((3, 2)), name="x.weight")
+
+
+@pytest.mark.exercise("assign")
+def test_assign_returns_a_parameter_of_right_and_refuses_another_shape(impl):
+    left = torch.zeros(2, 3)
+    right = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = impl.assign(left, right)
+    assert isinstance(out, torch.nn.Parameter), (
+        f"assign must return a torch.nn.Parameter (book §5.5), got {type(out).__name__}"
+    )
+    assert_tensor_equal(
+        out.detach(),
+        torch.from_numpy(right),
+        name="assign(left, right)",
+        why="the new parameter holds the checkpoint's values (book §5.5)",
+    )
+    with pytest.raises(ValueError):  # the book: "Shape mismatch. Left: ..., Right: ..."
+        impl.assign(left, np.ones((3, 2), np.float32))
