@@ -3,7 +3,10 @@
 All network and cache I/O of the kit lives here. A file is looked up, in order:
 
 1. in the cache (`cache_dir()`, i.e. `$FTKIT_HOME` or the platform's user cache folder),
-   re-verified cheaply against the size/mtime stamp written when it was verified;
+   re-hashed on every use (data files are megabytes: a file corrupted in place, even
+   with its size and mtime kept, is refused and fetched again); gigabyte weight files
+   (`rehash_on_use=False`) are checked against the size/mtime stamp written when they
+   were verified, and re-hashed by `ftkit weights verify`;
 2. in the mirror folder `$FTKIT_DATA_MIRROR` (by the download's file name, first under
    `<mirror>/<subdir>/`, then `<mirror>/`), copied into the cache;
 3. on the network (primary URL, then backup URL), unless `FTKIT_OFFLINE=1`.
@@ -54,6 +57,9 @@ class Asset:
     # (how `ftkit weights --dir` puts checkpoints outside the cache).
     subdir: str = ""
     size: int | None = None  # expected byte size, used when no hash is known
+    # Re-hash the cached file each time it is used (megabytes); False: trust the size/mtime
+    # stamp of its last verification (GPT-2 weights, gigabytes; `verify_cached` re-hashes).
+    rehash_on_use: bool = True
 
     @property
     def filename(self) -> str:
@@ -230,9 +236,9 @@ def fetch(name_or_asset: Asset | str, *, progress: bool = True) -> Path:
     asset = get_asset(name_or_asset)
     target = asset_path(asset)
     if target.exists():
-        if _stamp_ok(target):
+        if not asset.rehash_on_use and _stamp_ok(target):
             return target
-        # Changed since verified (or never stamped): re-hash before trusting it.
+        # A data file, or weights changed since verified (or never stamped): re-hash.
         try:
             _commit_verified(asset, target, target, f"the cache ({target})")
             return target
@@ -433,22 +439,45 @@ def _download(url: str, dest: Path, label: str, progress: bool) -> None:
 # ---------------------------------------------------------------- listing
 
 
+def verify_cached(asset: Asset | str) -> str:
+    """Re-hash a cached file, ignoring any stamp: "ok", "ok (size only)", "missing" or "corrupt: <why>".
+
+    A corrupt file loses its stamp, so its next use re-hashes it and fetches it again
+    (the file itself is left for that fetch to replace). An asset with neither a hash
+    (pinned or recorded) nor a size is reported "unchecked".
+    """
+    asset = get_asset(asset)
+    path = asset_path(asset)
+    if not path.is_file():
+        return "missing"
+    try:
+        _check(asset, path, f"the cache ({path})")
+    except AssetError as err:
+        _stamp_path(path).unlink(missing_ok=True)
+        return f"corrupt: {str(err).splitlines()[0].split(' from ')[0]}"
+    if expected_sha256(asset) is None:
+        return "ok (size only)" if asset.size is not None else "unchecked (no hash or size known)"
+    return "ok"
+
+
 @dataclass(frozen=True)
 class AssetStatus:
-    """One row of `list_assets()`."""
+    """One row of `list_assets()`: `state` is "cached" (hash verified now), "corrupt" or "missing"."""
 
     name: str
     size: int | None  # bytes on disk, or the expected size when known and not cached
     cached: bool
     path: Path
+    state: str = "missing"
 
 
 def list_assets() -> list[AssetStatus]:
-    """Every registered asset with its cache state (cheap: no hashing)."""
+    """Every registered asset with its cache state, each cached file re-hashed (megabytes)."""
     rows = []
     for asset in ASSETS.values():
         path = asset_path(asset)
-        cached = path.is_file() and _stamp_ok(path)
+        verdict = verify_cached(asset)
+        state = "cached" if verdict.startswith(("ok", "unchecked")) else verdict.split(":")[0]
         size = path.stat().st_size if path.is_file() else asset.size
-        rows.append(AssetStatus(asset.name, size, cached, path))
+        rows.append(AssetStatus(asset.name, size, state == "cached", path, state))
     return rows
