@@ -53,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    from ftkit.io.assets import CacheDirError
+
     try:
         return int(args.func(args) or 0)
+    except CacheDirError as err:  # a setting of the environment, whatever the command
+        print(f"ftkit {args.command}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as err:
         # Say what a rerun will do only where it is true: the command (or the work
         # that was interrupted) knows; others (`ftkit check`, ...) just stop.

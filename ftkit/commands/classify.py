@@ -90,5 +90,12 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"ftkit classify predict: {err}", file=sys.stderr)
         return 1
     for label in labels:
-        print(label)
+        print(label if label is not None else EMPTY_MARK)
+    empty = [i for i, label in enumerate(labels, 1) if label is None]
+    if empty:
+        print(f"ftkit classify predict: text(s) {empty} are empty: not classified", file=sys.stderr)
+        return 1
     return 0
+
+
+EMPTY_MARK = "(empty text: not classified)"

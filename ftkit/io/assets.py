@@ -44,6 +44,10 @@ class AssetError(RuntimeError):
     """A data file could not be provided: the message says which file, where we looked and why."""
 
 
+class CacheDirError(AssetError):
+    """`$FTKIT_HOME` cannot be the cache folder (it is, or lies under, a file)."""
+
+
 @dataclass(frozen=True)
 class Asset:
     """One public file the kit uses, with where to get it and how to verify it."""
@@ -134,7 +138,14 @@ def cache_dir() -> Path:
     """Root of the kit's cache: `$FTKIT_HOME`, else the user cache dir for "llm-finetune-kit"."""
     home = os.environ.get(ENV_HOME)
     if home:
-        return Path(home).expanduser()
+        path = Path(home).expanduser()
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise CacheDirError(
+                f"{ENV_HOME}={home}: {blocker} is a file, not a folder; point {ENV_HOME} at a "
+                "folder for the kit's cache (or unset it)"
+            )
+        return path
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("llm-finetune-kit"))

@@ -197,12 +197,18 @@ def train(
 
 def predict(
     model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
-) -> list[str]:
-    """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8)."""
+) -> list[str | None]:
+    """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8).
+
+    An empty (or blank) text gets None: the others are still answered.
+    """
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)
     tokenizer = get_tokenizer()
     options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
     return [
-        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options) for text in texts
+        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options)
+        if isinstance(text, str) and text.strip()
+        else None
+        for text in texts
     ]
