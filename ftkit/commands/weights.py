@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="models folder; openai/book files go to DIR/SIZE/ as in the book, hf files to "
         "DIR/models--.../ (default: the kit's cache; Hugging Face's cache for hf)",
     )
-    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.add_argument("--quiet", "--no-progress", action="store_true", help="no progress bars")
     fetch.set_defaults(func=run_fetch)
 
     listing = actions.add_parser("list", help="which sizes are cached, per source, and where")

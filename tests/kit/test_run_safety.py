@@ -218,3 +218,9 @@ def test_every_instruct_step_takes_no_progress(action):
 
     args = build_parser().parse_args(["instruct", action, "--no-progress"])
     assert args.progress is False
+
+
+def test_weights_fetch_takes_no_progress_too():
+    from ftkit.cli import build_parser
+
+    assert build_parser().parse_args(["weights", "fetch", "124M", "--no-progress"]).quiet
