@@ -45,6 +45,17 @@ def _start_hint(model: str) -> str:
     return f"{START_HINT}, then pull the judge model with `ollama pull {model}`."
 
 
+def check_url(url: str) -> str:
+    """`url` when it is an http(s) URL with a host; else an `OllamaError` naming it malformed."""
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise OllamaError(
+            f"the judge URL {url!r} (--judge-url) is malformed: expected an http(s) URL "
+            f"such as {DEFAULT_URL}"
+        )
+    return url
+
+
 def tags_url(chat_url: str) -> str:
     """The `/api/tags` URL (list of pulled models) of the server behind a `/api/chat` URL."""
     parts = urlsplit(chat_url)
@@ -59,14 +70,19 @@ def _model_matches(wanted: str, name: str) -> bool:
     return name in (wanted, full)
 
 
-def list_models(url: str = DEFAULT_URL, *, timeout: float = 10.0) -> list[str]:
-    """Names of the models pulled into the Ollama server behind `url` (its `/api/tags`)."""
-    where = tags_url(url)
+def list_models(
+    url: str = DEFAULT_URL, *, timeout: float = 10.0, model: str = "llama3"
+) -> list[str]:
+    """Names of the models pulled into the Ollama server behind `url` (its `/api/tags`).
+
+    `model` is the judge model the hint says to pull when Ollama is not reachable.
+    """
+    where = tags_url(check_url(url))
     try:
         response = requests.get(where, timeout=timeout)
     except requests.RequestException as err:
         raise OllamaError(
-            f"Ollama is not reachable at {where} ({type(err).__name__}). {START_HINT}."
+            f"Ollama is not reachable at {where} ({type(err).__name__}). {_start_hint(model)}"
         ) from err
     if response.status_code != 200:
         raise OllamaError(
@@ -85,12 +101,7 @@ def ensure_model_available(
     model: str = "llama3", url: str = DEFAULT_URL, *, timeout: float = 10.0
 ) -> None:
     """Fail early, with what to run, when Ollama is down or `model` is not pulled."""
-    try:
-        names = list_models(url, timeout=timeout)
-    except OllamaError as err:
-        if "not reachable" not in str(err):
-            raise
-        raise OllamaError(f"{str(err).rstrip('.')}, then `ollama pull {model}`.") from err
+    names = list_models(url, timeout=timeout, model=model)
     if not any(_model_matches(model, name) for name in names):
         raise OllamaError(
             f"the judge model {model!r} is not pulled into the Ollama server at "
@@ -180,6 +191,7 @@ def chat(
     `backoff`, 2×`backoff`, … seconds; then an `OllamaError` says what failed and how to
     start Ollama. A model that is not pulled is an `OllamaError` at once.
     """
+    check_url(url)
     payload = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -196,7 +208,7 @@ def chat(
             failures.append(str(err))
     reachable = True
     try:
-        list_models(url, timeout=min(timeout, 10.0))
+        list_models(url, timeout=min(timeout, 10.0), model=model)
     except OllamaError:
         reachable = False
     where = f"Ollama is not reachable at {url}. " if not reachable else ""
@@ -316,7 +328,7 @@ def _load_score_records(path: str | os.PathLike, json_data, json_key: str, model
                 f"{path}:{lineno}: entry {index} was scored by judge {record.get('model')!r}, "
                 f"not {model!r}; use a new scores file per judge model"
             )
-        records.setdefault(index, record)
+        records[index] = record  # a later line (an answer asked again) replaces an earlier one
         good.append(line)
     kept = b"".join(line + b"\n" for line in good)
     if kept != raw:
@@ -339,17 +351,22 @@ def score_responses(
     answer with no usable number is reported and left out of the list, as in the book
     ("Number of scores: N of M"). With `scores_path`, each score is appended to a JSONL
     file as it arrives (`index`, `id`, `model`, `score` or null, `raw` answer) and a
-    rerun scores only the entries not yet in it.
+    rerun scores the entries not yet in it and asks again those recorded with no
+    usable score (the newer record replaces the older).
     """
     _check_entries(json_data, json_key)
     done = _load_score_records(scores_path, json_data, json_key, model) if scores_path else {}
-    todo = [i for i in range(len(json_data)) if i not in done]
+    # Entries never scored, and those whose answer had no usable number: asked (again).
+    todo = [i for i in range(len(json_data)) if i not in done or done[i]["score"] is None]
     if any(json_data[i][json_key].strip() for i in todo):
         ensure_model_available(model, url)
     sink = open(scores_path, "a", encoding="utf-8") if scores_path else None  # noqa: SIM115
     try:
         bar = tqdm(
-            total=len(json_data), initial=len(done), desc="Scoring entries", disable=not progress
+            total=len(json_data),
+            initial=len(json_data) - len(todo),
+            desc="Scoring entries",
+            disable=not progress,
         )
         with bar:
             for i in todo:
@@ -381,7 +398,8 @@ def score_responses(
     if unparsable:
         print(
             f"{len(unparsable)} of {len(json_data)} answers had no usable score "
-            f"(entries {unparsable[:10]}{' …' if len(unparsable) > 10 else ''})",
+            f"(entries {unparsable[:10]}{' …' if len(unparsable) > 10 else ''}); they are "
+            "recorded as such and asked again when this is rerun",
             file=sys.stderr,
         )
     return [done[i]["score"] for i in range(len(json_data)) if done[i]["score"] is not None]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from ftkit.recipes.config import DEVICES, ClassifyConfig
-from ftkit.recipes.settings import add_flags, from_args
+from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune GPT-2 as a spam classifier, and use it (book ch. 6)",
         description="Chapter 6 of the book: fine-tune GPT-2 124M on the balanced SMS spam "
         "data (train), then label texts with the saved classifier (predict). Defaults "
-        "are the book's. Training resumes from its last epoch with --resume.",
+        "are the book's. Rerun the same train command after a stop and it continues from its "
+        "last epoch checkpoint (--restart starts over).",
     )
     sub = parser.add_subparsers(dest="classify_command", metavar="{train,predict}")
 
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "5 epochs, eval every 50 steps over 5 batches, seed 123.",
     )
     add_flags(trainer, ClassifyConfig)
+    add_resume_alias(trainer)
     trainer.set_defaults(func=run_train)
 
     predictor = sub.add_parser("predict", help="label texts 'spam' or 'not spam'")
@@ -49,14 +52,32 @@ def _say(message: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ftkit.recipes.classify import train
-    from ftkit.recipes.config import ClassifyConfig
+    from ftkit.engine.trainer import TrainingInterrupted
+    from ftkit.recipes.classify import CHECKPOINT_FILE, train
+    from ftkit.recipes.runtime import (
+        OutDirError,
+        check_out_dir,
+        run_dir,
+        setup_interrupt_message,
+    )
 
+    config = from_args(ClassifyConfig, args)
+    out = None
     try:
-        train(config=from_args(ClassifyConfig, args), say=_say)
+        out = check_out_dir(run_dir("classify", config.model, config.out))  # before any work
+        train(config=dataclasses.replace(config, out=out), say=_say)
+    except OutDirError as err:
+        print(f"ftkit classify train: {err}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"ftkit classify train: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted:
+        raise  # its message says what is saved and what a rerun does
+    except KeyboardInterrupt as err:
+        if out is not None:
+            err.message = setup_interrupt_message(out / CHECKPOINT_FILE, resume=config.resume)
+        raise
     return 0
 
 
@@ -69,5 +90,12 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"ftkit classify predict: {err}", file=sys.stderr)
         return 1
     for label in labels:
-        print(label)
+        print(label if label is not None else EMPTY_MARK)
+    empty = [i for i, label in enumerate(labels, 1) if label is None]
+    if empty:
+        print(f"ftkit classify predict: text(s) {empty} are empty: not classified", file=sys.stderr)
+        return 1
     return 0
+
+
+EMPTY_MARK = "(empty text: not classified)"

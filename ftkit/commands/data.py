@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(never when FTKIT_OFFLINE=1), and always checked against their SHA-256.",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="{list,fetch}")
-    lister = sub.add_parser("list", help="show each data file, its size, and whether it is cached")
+    lister = sub.add_parser(
+        "list", help="show each data file, its size, and whether it is cached (hash checked)"
+    )
     lister.set_defaults(func=run_list)
     fetcher = sub.add_parser("fetch", help="fetch data files into the cache and verify them")
     fetcher.add_argument(
@@ -52,12 +54,8 @@ def render_table(rows: list[assets.AssetStatus]) -> str:
     """The `ftkit data list` table: name, size, state, path."""
     table = [("name", "size", "state", "path")]
     for row in rows:
-        if row.cached:
-            state = "cached"
-        elif row.path.exists():
-            state = "unverified"  # changed or never checked: the next fetch re-hashes it
-        else:
-            state = "missing"
+        # Re-hashed just now; a corrupt file is replaced by the next fetch or use.
+        state = "corrupt (refetched on next use)" if row.state == "corrupt" else row.state
         table.append((row.name, human_size(row.size), state, str(row.path)))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     lines = [

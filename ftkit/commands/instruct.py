@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ftkit.recipes.config import InstructConfig
-from ftkit.recipes.settings import add_flags, from_args
+from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
 ACTIONS = ("train", "respond", "judge", "all")
 
@@ -18,31 +19,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Chapter 7 of the book: fine-tune GPT-2 355M on the 1,100 instruction "
         "entries (train), generate the test-set responses (respond), score them with a "
         "local Ollama judge (judge), or all three in a row (all). Defaults are the book's. "
-        "Every step resumes where it stopped when rerun.",
+        "Rerun the same command after a stop and every step continues where it stopped: "
+        "training from its last epoch checkpoint (--restart starts over), responses and "
+        "scores from the entries not yet done.",
     )
+    parser.action_dest = "action"  # argparse errors show `usage: ftkit instruct train ...`
     parser.add_argument("action", choices=ACTIONS, help="what to run")
     add_flags(parser, InstructConfig)
+    add_resume_alias(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftkit.engine.trainer import TrainingInterrupted
     from ftkit.recipes import instruct, respond
+    from ftkit.recipes.runtime import (
+        OutDirError,
+        check_out_dir,
+        run_dir,
+        setup_interrupt_message,
+    )
 
     config = from_args(InstructConfig, args)
+    step, out = None, None
     try:
+        out = check_out_dir(run_dir("instruct", config.model, config.out))  # before any work
         if args.action in ("train", "all"):
-            instruct.finetune(config=config)
+            step = "train"
+            instruct.finetune(config=dataclasses.replace(config, out=out))
         if args.action in ("respond", "all"):
+            step = "respond"
             max_new_tokens = config.max_new_tokens
             if max_new_tokens is None:
                 max_new_tokens = 32 if config.model == "tiny" else 256
             respond.respond(
-                config.out,
+                out,
                 model=config.model,
                 device=config.device,
                 max_new_tokens=max_new_tokens,
+                progress=config.progress,
             )
         if args.action in ("judge", "all"):
+            step = "judge"
             problem = respond.judge_unavailable(config.judge_url, config.judge_model)
             if problem:
                 if args.action == "all":
@@ -50,9 +68,32 @@ def run(args: argparse.Namespace) -> int:
                     return 0
                 print(f"ftkit instruct judge: {problem}", file=sys.stderr)
                 return 1
-            respond.judge(config.out, url=config.judge_url, judge_model=config.judge_model)
+            respond.judge(
+                out, url=config.judge_url, judge_model=config.judge_model, progress=config.progress
+            )
+    except OutDirError as err:
+        print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         # Bad input, missing files, Ollama or asset problems: one clear line, no traceback.
         print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted:
+        raise  # its message says what is saved and what a rerun does
+    except KeyboardInterrupt as err:
+        if step == "train" and out is not None:
+            checkpoint = instruct.output_paths(out, config.model)["checkpoint"]
+            err.message = setup_interrupt_message(checkpoint, resume=config.resume)
+        else:
+            err.message = INTERRUPTED.get(step)
+        raise
     return 0
+
+
+# What rerunning the same command does after Ctrl-C while responding or judging.
+INTERRUPTED = {
+    "respond": "the responses written so far are kept in --out; rerunning the same command "
+    "generates only the missing ones",
+    "judge": "the scores received so far are kept in scores.jsonl in --out; rerunning the same "
+    "command asks only for the missing ones",
+}

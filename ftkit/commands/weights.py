@@ -1,7 +1,8 @@
 """`ftkit weights`: download GPT-2's pretrained weights from one of three sources; list what is cached.
 
 `ftkit weights fetch 124M [--source hf|openai|book] [--dir DIR]` gets a size's files
-(verified, atomic, resumable: rerun after an interruption); `ftkit weights list
+(verified, atomic, resumable: rerun after an interruption); `ftkit weights verify
+[SIZE] [--source S]` re-hashes what is cached; `ftkit weights list
 [--dir DIR] [--source S]` shows, per size and source, how many files are present and
 where. The sources are described in `ftkit.io.gpt2`.
 """
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="models folder; openai/book files go to DIR/SIZE/ as in the book, hf files to "
         "DIR/models--.../ (default: the kit's cache; Hugging Face's cache for hf)",
     )
-    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
+    fetch.add_argument("--quiet", "--no-progress", action="store_true", help="no progress bars")
     fetch.set_defaults(func=run_fetch)
 
     listing = actions.add_parser("list", help="which sizes are cached, per source, and where")
@@ -52,6 +53,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list one source only (default: openai's table, then hf's and book's)",
     )
     listing.set_defaults(func=run_list)
+
+    verify = actions.add_parser(
+        "verify",
+        help="re-hash cached weight files (every use trusts the check made on download)",
+        description="Re-hash every cached GPT-2 file of the given sizes (default: all) and "
+        "sources (default: every source with files cached) against its SHA-256 (or the "
+        "size where no hash is published). A corrupt file is reported and is fetched again "
+        "on its next use. Exit 1 when a file is corrupt or nothing is cached.",
+    )
+    verify.add_argument("sizes", nargs="*", metavar="SIZE", help="124M, 355M, 774M or 1558M")
+    verify.add_argument("--source", choices=SOURCES, default=None, help="one source only")
+    verify.add_argument("--dir", default=None, help="models folder to look in (default: cache)")
+    verify.set_defaults(func=run_verify)
 
     parser.set_defaults(func=lambda args: parser.print_help(sys.stderr) or 2)
 
@@ -103,3 +117,33 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"\n{source}: {SOURCE_HELP[source]}")
             _print_table(source, args.dir)
     return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ftkit.io.gpt2 import GPT2_SIZES, check_model_size, source_files, verify_gpt2
+
+    try:
+        sizes = [check_model_size(size) for size in args.sizes] or list(GPT2_SIZES)
+    except ValueError as err:
+        print(f"ftkit weights verify: {err}", file=sys.stderr)
+        return 2
+    sources = [args.source] if args.source else list(SOURCES)
+    checked = corrupt = 0
+    for size in sizes:
+        for source in sources:
+            if not source_files(size, source, args.dir)[1]:
+                continue  # nothing of this size from this source is cached
+            for name, verdict in verify_gpt2(size, source, args.dir):
+                checked += verdict != "missing"
+                corrupt += verdict.startswith("corrupt")
+                print(f"{verdict.split(':')[0].upper():<8} {size:<6} {source:<7} {name}")
+                if verdict.startswith("corrupt"):
+                    print(f"         {verdict.split(': ', 1)[1]}")
+                    print(
+                        f"         fetched again by `ftkit weights fetch {size} --source {source}`"
+                    )
+    if not checked:
+        print("no cached GPT-2 files to verify", file=sys.stderr)
+        return 1
+    print(f"{checked} file(s) checked, {corrupt} corrupt")
+    return 1 if corrupt else 0

@@ -58,8 +58,12 @@ def load_spam_data(path: str | Path | None = None) -> pd.DataFrame:
         raise FileNotFoundError(f"SMS spam data file not found: {path}")
     try:
         df = pd.read_csv(path, sep="\t", header=None, names=["Label", "Text"])
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty; expected Label<TAB>Text lines") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a tab-separated Label<TAB>Text file: {err}") from err
+    if df.empty:
+        raise ValueError(f"{path}: the file is empty; expected Label<TAB>Text lines")
     _check_labels(df, str(path))
     missing = df.index[df["Text"].isna()]
     if len(missing):
@@ -96,6 +100,23 @@ def prepare_spam_splits(folder: str | Path, data_file: str | Path | None = None)
     return write_splits(*random_split(balanced, 0.7, 0.1), folder)
 
 
+def check_split_csv(path: str | Path) -> None:
+    """A clear error naming `path` when a split CSV is missing, empty or has no rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spam split CSV not found: {path}")
+    try:
+        rows = len(pd.read_csv(path))
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{path}: the CSV file is empty; expected a Label,Text header and rows"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a Label,Text CSV file: {err}") from err
+    if rows == 0:
+        raise ValueError(f"{path}: the CSV file has a header but no rows")
+
+
 def create_spam_loaders(
     train_csv: str | Path,
     validation_csv: str | Path,
@@ -109,6 +130,8 @@ def create_spam_loaders(
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Loaders: train shuffled with drop_last; validation/test in order, padded like train (book §6.3)."""
     positive_int(batch_size, "batch_size")
+    for csv_file in (train_csv, validation_csv, test_csv):
+        check_split_csv(csv_file)
     train_dataset = SpamDataset(train_csv, tokenizer, max_length=max_length)
     # The book pads validation and test to the TRAINING length (longer texts are cut).
     validation_dataset = SpamDataset(validation_csv, tokenizer, max_length=train_dataset.max_length)

@@ -12,7 +12,8 @@ the same losses an uninterrupted run gives.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -151,7 +152,8 @@ def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[st
         listed = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differs.items())
         raise ValueError(
             f"checkpoint {path} was written with other settings ({listed}); rerun with the "
-            "checkpoint's settings, or use another --out folder / delete it to start over"
+            "checkpoint's settings, use another --out folder, or --restart to start over "
+            "(overwrites it)"
         )
     return state
 
@@ -164,6 +166,61 @@ def restore_checkpoint(state: Mapping, model: nn.Module, optimizer) -> History:
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return History.from_dict(state["history"])
+
+
+# ------------------------------------------------------------------ interrupts
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; `message` says what is saved and what rerunning the command does."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def interrupt_message(
+    epochs_done: int, num_epochs: int, checkpoint: Path | None, *, restart: bool = False
+) -> str:
+    """What is saved after Ctrl-C with `epochs_done` epochs finished, and what a plain rerun does.
+
+    `restart`: the command was given `--restart`, which a rerun would repeat.
+    """
+    if checkpoint is None:
+        return "this run writes no checkpoint, so nothing was saved; a rerun starts over"
+    if epochs_done == 0:
+        return (
+            "no epoch of this run had finished, so no checkpoint was saved; rerunning the "
+            "same command starts training from the beginning"
+        )
+    rerun = (
+        "rerunning the same command without --restart"
+        if restart
+        else ("rerunning the same command")
+    )
+    if epochs_done >= num_epochs:
+        return (
+            f"all {num_epochs} epoch(s) are saved in {checkpoint}; {rerun} trains nothing "
+            "more and writes the model and its files"
+        )
+    return (
+        f"epoch {epochs_done} of {num_epochs} is saved in {checkpoint}; {rerun} continues "
+        f"with epoch {epochs_done + 1}" + (" (with --restart it starts over)" if restart else "")
+    )
+
+
+@contextmanager
+def explain_interrupt(
+    history: History, num_epochs: int, checkpoint: Path | None, *, restart: bool = False
+) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into `TrainingInterrupted`, read from `history` at that moment."""
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as err:
+        message = interrupt_message(history.epochs_done, num_epochs, checkpoint, restart=restart)
+        raise TrainingInterrupted(message) from err
 
 
 # ------------------------------------------------------------------ the loop

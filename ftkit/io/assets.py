@@ -3,7 +3,10 @@
 All network and cache I/O of the kit lives here. A file is looked up, in order:
 
 1. in the cache (`cache_dir()`, i.e. `$FTKIT_HOME` or the platform's user cache folder),
-   re-verified cheaply against the size/mtime stamp written when it was verified;
+   re-hashed on every use (data files are megabytes: a file corrupted in place, even
+   with its size and mtime kept, is refused and fetched again); gigabyte weight files
+   (`rehash_on_use=False`) are checked against the size/mtime stamp written when they
+   were verified, and re-hashed by `ftkit weights verify`;
 2. in the mirror folder `$FTKIT_DATA_MIRROR` (by the download's file name, first under
    `<mirror>/<subdir>/`, then `<mirror>/`), copied into the cache;
 3. on the network (primary URL, then backup URL), unless `FTKIT_OFFLINE=1`.
@@ -41,6 +44,10 @@ class AssetError(RuntimeError):
     """A data file could not be provided: the message says which file, where we looked and why."""
 
 
+class CacheDirError(AssetError):
+    """`$FTKIT_HOME` cannot be the cache folder (it is, or lies under, a file)."""
+
+
 @dataclass(frozen=True)
 class Asset:
     """One public file the kit uses, with where to get it and how to verify it."""
@@ -54,6 +61,9 @@ class Asset:
     # (how `ftkit weights --dir` puts checkpoints outside the cache).
     subdir: str = ""
     size: int | None = None  # expected byte size, used when no hash is known
+    # Re-hash the cached file each time it is used (megabytes); False: trust the size/mtime
+    # stamp of its last verification (GPT-2 weights, gigabytes; `verify_cached` re-hashes).
+    rehash_on_use: bool = True
 
     @property
     def filename(self) -> str:
@@ -128,7 +138,14 @@ def cache_dir() -> Path:
     """Root of the kit's cache: `$FTKIT_HOME`, else the user cache dir for "llm-finetune-kit"."""
     home = os.environ.get(ENV_HOME)
     if home:
-        return Path(home).expanduser()
+        path = Path(home).expanduser()
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise CacheDirError(
+                f"{ENV_HOME}={home}: {blocker} is a file, not a folder; point {ENV_HOME} at a "
+                "folder for the kit's cache (or unset it)"
+            )
+        return path
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("llm-finetune-kit"))
@@ -230,9 +247,9 @@ def fetch(name_or_asset: Asset | str, *, progress: bool = True) -> Path:
     asset = get_asset(name_or_asset)
     target = asset_path(asset)
     if target.exists():
-        if _stamp_ok(target):
+        if not asset.rehash_on_use and _stamp_ok(target):
             return target
-        # Changed since verified (or never stamped): re-hash before trusting it.
+        # A data file, or weights changed since verified (or never stamped): re-hash.
         try:
             _commit_verified(asset, target, target, f"the cache ({target})")
             return target
@@ -433,22 +450,45 @@ def _download(url: str, dest: Path, label: str, progress: bool) -> None:
 # ---------------------------------------------------------------- listing
 
 
+def verify_cached(asset: Asset | str) -> str:
+    """Re-hash a cached file, ignoring any stamp: "ok", "ok (size only)", "missing" or "corrupt: <why>".
+
+    A corrupt file loses its stamp, so its next use re-hashes it and fetches it again
+    (the file itself is left for that fetch to replace). An asset with neither a hash
+    (pinned or recorded) nor a size is reported "unchecked".
+    """
+    asset = get_asset(asset)
+    path = asset_path(asset)
+    if not path.is_file():
+        return "missing"
+    try:
+        _check(asset, path, f"the cache ({path})")
+    except AssetError as err:
+        _stamp_path(path).unlink(missing_ok=True)
+        return f"corrupt: {str(err).splitlines()[0].split(' from ')[0]}"
+    if expected_sha256(asset) is None:
+        return "ok (size only)" if asset.size is not None else "unchecked (no hash or size known)"
+    return "ok"
+
+
 @dataclass(frozen=True)
 class AssetStatus:
-    """One row of `list_assets()`."""
+    """One row of `list_assets()`: `state` is "cached" (hash verified now), "corrupt" or "missing"."""
 
     name: str
     size: int | None  # bytes on disk, or the expected size when known and not cached
     cached: bool
     path: Path
+    state: str = "missing"
 
 
 def list_assets() -> list[AssetStatus]:
-    """Every registered asset with its cache state (cheap: no hashing)."""
+    """Every registered asset with its cache state, each cached file re-hashed (megabytes)."""
     rows = []
     for asset in ASSETS.values():
         path = asset_path(asset)
-        cached = path.is_file() and _stamp_ok(path)
+        verdict = verify_cached(asset)
+        state = "cached" if verdict.startswith(("ok", "unchecked")) else verdict.split(":")[0]
         size = path.stat().st_size if path.is_file() else asset.size
-        rows.append(AssetStatus(asset.name, size, cached, path))
+        rows.append(AssetStatus(asset.name, size, state == "cached", path, state))
     return rows

@@ -83,7 +83,14 @@ def load_classifier(
         raise ValueError(f"{meta_path} lacks {missing}")
     model = GPTModel(meta["model_config"])
     add_classification_head(model, num_classes=meta["num_classes"])
-    state = torch.load(weights, map_location=device, weights_only=True)
+    try:
+        state = torch.load(weights, map_location=device, weights_only=True)
+    except Exception as err:  # truncated/corrupt: torch's PytorchStreamReader RuntimeError, ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{weights} cannot be read: the file is truncated or corrupt ({reason}); train "
+            "again with `ftkit classify train --out` this folder"
+        ) from err
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

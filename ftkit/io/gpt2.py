@@ -170,6 +170,7 @@ def gpt2_assets(model_size: str, models_dir: str | os.PathLike | None = None) ->
             sha256=GPT2_FILE_SHA256[size][file],
             size=GPT2_FILE_SIZES[size][file],
             subdir=_subdir(size, models_dir),
+            rehash_on_use=False,  # gigabytes: hashed on download and by `ftkit weights verify`
         )
         for file in GPT2_FILES
     ]
@@ -185,6 +186,7 @@ def book_asset(model_size: str, models_dir: str | os.PathLike | None = None):
         url=BOOK_URL.format(file=BOOK_FILES[size]),
         sha256=BOOK_FILE_SHA256[size],
         subdir=_subdir(size, models_dir),
+        rehash_on_use=False,  # gigabytes: hashed on download and by `ftkit weights verify`
     )
 
 
@@ -248,6 +250,25 @@ def source_files(
         return folder, cached_gpt2_files(size, models_dir), len(GPT2_FILES)
     name = BOOK_FILES[size]
     return folder, [name] if (folder / name).is_file() else [], 1
+
+
+def verify_gpt2(
+    model_size: str, source: str, models_dir: str | os.PathLike | None = None
+) -> list[tuple[str, str]]:
+    """Re-hash one size's cached files from one source: `(file, verdict)` per expected file.
+
+    A verdict is "ok", "ok (size only)", "missing", "corrupt: ..." or "unchecked ..."; a
+    corrupt file loses its verified stamp, so the next fetch or load downloads it again.
+    """
+    size, source = check_model_size(model_size), check_source(source)
+    if source == "hf":
+        from ftkit.io.hf_hub import verify_hf_gpt2
+
+        return verify_hf_gpt2(size, models_dir)
+    from ftkit.io.assets import verify_cached
+
+    assets = gpt2_assets(size, models_dir) if source == "openai" else [book_asset(size, models_dir)]
+    return [(asset.filename, verify_cached(asset)) for asset in assets]
 
 
 def cached_sources(model_size: str, models_dir: str | os.PathLike | None = None) -> list[str]:

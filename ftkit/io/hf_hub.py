@@ -170,6 +170,40 @@ def _stamp(size: str, name: str) -> Path:
     return cache_dir() / "gpt2-hf-verified" / repo.replace("/", "--") / commit / f"{name}.json"
 
 
+def _content_check(size: str, name: str, blob: Path) -> tuple[str | None, str | None, str | None]:
+    """`(expected, actual, kind)`: the pinned SHA-256, else the Hub's content address (blob name)."""
+    pinned = HF_FILE_SHA256[size][name]
+    if pinned or len(blob.name) == 64:
+        return (pinned or blob.name), sha256_of(blob), "sha256"
+    if len(blob.name) == 40:
+        return blob.name, _git_blob_id(blob), "git blob id"
+    return None, None, None  # a cache without symlinks keeps no blob name to check against
+
+
+def verify_hf_gpt2(size: str, models_dir: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """Re-hash a size's cached files, ignoring stamps: `(file, verdict)` as `ftkit.io.gpt2.verify_gpt2`.
+
+    A corrupt file loses its stamp, so the next load re-checks it, removes it and says
+    to fetch it again.
+    """
+    results = []
+    for name in HF_FILES:
+        path = hf_snapshot_dir(size, models_dir) / name
+        if not path.is_file():
+            results.append((name, "missing"))
+            continue
+        expected, actual, kind = _content_check(size, name, path.resolve())
+        if expected is None:
+            verdict = "unchecked (no hash known: the cache keeps no blob names)"
+        elif actual != expected.lower():
+            _stamp(size, name).unlink(missing_ok=True)
+            verdict = f"corrupt: {kind} {actual}, expected {expected}"
+        else:
+            verdict = "ok"
+        results.append((name, verdict))
+    return results
+
+
 def _verify(size: str, name: str, path: Path, url: str) -> None:
     """Check a downloaded file against the pinned SHA-256, else the Hub's content address."""
     blob = path.resolve()
@@ -182,13 +216,7 @@ def _verify(size: str, name: str, path: Path, url: str) -> None:
     except (OSError, ValueError):
         pass
 
-    pinned = HF_FILE_SHA256[size][name]
-    if pinned or len(blob.name) == 64:
-        expected, actual, kind = (pinned or blob.name), sha256_of(blob), "sha256"
-    elif len(blob.name) == 40:
-        expected, actual, kind = blob.name, _git_blob_id(blob), "git blob id"
-    else:  # a cache without symlinks keeps no blob name to check against
-        expected = actual = kind = None
+    expected, actual, kind = _content_check(size, name, blob)
     if expected is not None and actual != expected.lower():
         for p in {path, blob}:
             p.unlink(missing_ok=True)  # so a rerun downloads it again

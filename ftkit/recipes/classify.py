@@ -5,10 +5,10 @@ data split 70/10/20, batch 8, a 2-class head on the last token, last block + fin
 norm trainable, AdamW lr 5e-5, weight decay 0.1, 5 epochs, eval every 50 steps over
 5 batches, seed 123), with the chapter's exercises as options: `pad_to_context`
 (6.1), `trainable="all"` (6.2) and `token_position="first"` (6.3). It checkpoints at
-the end of each epoch and `resume=True` continues from there with the numbers an
-uninterrupted run gives. `predict` labels texts with a saved classifier.
+the end of each epoch and a rerun continues from there (`resume=False`, the CLI's
+`--restart`, starts over) with the numbers an uninterrupted run gives. `predict` labels texts with a saved classifier.
 
-Everything the recipe writes goes into one output folder:
+Everything the recipe writes goes into one output folder (default `runs/classify-<model>`):
 
 - `data/{train,validation,test}.csv` (the book's split);
 - `review_classifier.pth` (the book's file name) and `review_classifier.json` beside
@@ -30,11 +30,19 @@ import torch
 from ftkit.data.spam import create_spam_loaders
 from ftkit.doctor import report_device
 from ftkit.engine.plots import plot_values_pngs
-from ftkit.engine.trainer import classification_steps, fit
+from ftkit.engine.trainer import History, classification_steps, explain_interrupt, fit
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes.config import ClassifyConfig
-from ftkit.recipes.runtime import canonical_preset, resolve_device, start, write_json
+from ftkit.recipes.runtime import (
+    canonical_preset,
+    check_out_dir,
+    resolve_device,
+    resume_state,
+    run_dir,
+    start,
+    write_json,
+)
 from ftkit.recipes.settings import configure, resume_keys
 from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
 from reference.model import get_config
@@ -73,11 +81,14 @@ def train(
     """
     c = configure(ClassifyConfig, config, overrides, out_dir)
 
-    # --- setup: data (§6.2-6.3), device, settings
+    # --- setup: folder, resume check, data (§6.2-6.3), device, settings
     preset = canonical_preset(c.model)
     cfg = get_config(preset)
-    out = Path(c.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(run_dir("classify", preset, c.out))  # before any work
+    checkpoint = out / CHECKPOINT_FILE
+    # Before any file is written: a refused resume (other settings) changes nothing.
+    wanted = {**{key: getattr(c, key) for key in RESUME_KEYS}, "model": preset}
+    state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
     dev = resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
     csvs = write_spam_splits(out, c.limit)
@@ -112,16 +123,7 @@ def train(
     }
 
     # --- model (§6.4-6.5): fresh GPT-2 with the new head, or the last checkpoint
-    checkpoint = out / CHECKPOINT_FILE
-    run = start(
-        preset,
-        checkpoint,
-        settings,
-        RESUME_KEYS,
-        resume=c.resume,
-        models_dir=c.models_dir,
-        say=say,
-    )
+    run = start(preset, state, models_dir=c.models_dir)
     if not run.pretrained:
         say(
             f"WARNING: model {preset!r} is randomly initialised, NOT GPT-2 (no pretrained "
@@ -134,25 +136,27 @@ def train(
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     history = run.restore(optimizer)
     if history is None:
+        history = History()
         torch.manual_seed(c.seed)  # the book reseeds before training (§6.7)
 
-    # --- train (§6.7)
-    history = fit(
-        gpt,
-        train_loader,
-        val_loader,
-        optimizer,
-        dev,
-        steps=classification_steps(c.token_position),
-        num_epochs=c.epochs,
-        eval_freq=c.eval_freq,
-        eval_iter=c.eval_iter,
-        history=history,
-        checkpoint=checkpoint,
-        settings=settings,
-        progress=c.progress,
-        say=say,
-    )
+    # --- train (§6.7); Ctrl-C says what is saved and what a rerun does
+    with explain_interrupt(history, c.epochs, checkpoint, restart=not c.resume):
+        history = fit(
+            gpt,
+            train_loader,
+            val_loader,
+            optimizer,
+            dev,
+            steps=classification_steps(c.token_position),
+            num_epochs=c.epochs,
+            eval_freq=c.eval_freq,
+            eval_iter=c.eval_iter,
+            history=history,
+            checkpoint=checkpoint,
+            settings=settings,
+            progress=c.progress,
+            say=say,
+        )
     accuracies = {
         name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
         for name, loader in (("train", train_loader), ("val", val_loader), ("test", test_loader))
@@ -193,12 +197,18 @@ def train(
 
 def predict(
     model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
-) -> list[str]:
-    """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8)."""
+) -> list[str | None]:
+    """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8).
+
+    An empty (or blank) text gets None: the others are still answered.
+    """
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)
     tokenizer = get_tokenizer()
     options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
     return [
-        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options) for text in texts
+        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options)
+        if isinstance(text, str) and text.strip()
+        else None
+        for text in texts
     ]

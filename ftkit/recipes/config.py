@@ -14,6 +14,15 @@ from pathlib import Path
 from ftkit.recipes.settings import setting
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+RUNS_DIR = Path("runs")
+OUT_HELP = (
+    "folder for every file written (default: runs/{recipe}-MODEL, e.g. runs/{recipe}-"
+    "{example}); checked before any work"
+)
+RESTART_HELP = (
+    "start over: ignore the last epoch checkpoint in --out and overwrite it (default: a "
+    "rerun continues from it when the settings match)"
+)
 
 
 def model_setting(default: str, presets: str, tiny: str) -> str:
@@ -59,9 +68,9 @@ class ClassifyConfig:
         "pad every text to the model's context (1024) instead of the longest (exercise 6.1)",
         resume=True,
     )
-    resume: bool = setting(False, "continue from the last epoch checkpoint in --out")
-    out: Path = setting(
-        Path("spam-classifier"), "folder for every file written (default: ./spam-classifier)"
+    resume: bool = setting(True, RESTART_HELP, flag="--restart")
+    out: Path | None = setting(
+        None, OUT_HELP.format(recipe="classify", example="gpt2-small"), type=Path
     )
     device: str = setting(
         "auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES
@@ -111,8 +120,10 @@ class InstructConfig:
         "batch entries of similar length together (less padding; not the book's order)",
         resume=True,
     )
-    resume: bool = setting(False, "continue training from the last epoch checkpoint in --out")
-    out: Path = setting(Path("."), "folder for every file written (default: .)")
+    resume: bool = setting(True, RESTART_HELP, flag="--restart")
+    out: Path | None = setting(
+        None, OUT_HELP.format(recipe="instruct", example="gpt2-medium"), type=Path
+    )
     device: str = setting(
         "auto",
         "where to train and generate (auto: cuda, then mps, then cpu)",
@@ -138,4 +149,4 @@ class InstructConfig:
     allowed_max_length: int | None = setting(None, resume=True)
     seed: int = setting(123, resume=True)
     models_dir: Path | None = setting(None)
-    progress: bool = setting(False)  # a bar per epoch while training (the CLI shows none)
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")

@@ -4,11 +4,11 @@
 weight decay 0.1, 2 epochs, batch 8, eval every 5 steps over 5 batches, seed 123),
 with the chapter's exercises as options: `style="phi3"` (7.1), `mask_instruction=True`
 (7.2), `dataset="alpaca"` (7.3) and `lora_rank` (7.4). It checkpoints at the end of
-each epoch and `resume=True` continues from the last checkpoint with the same losses
-an uninterrupted run gives. The test-set responses (§7.7) and their scores (§7.8)
+each epoch and a rerun continues from the last checkpoint (`resume=False`, the CLI's
+`--restart`, starts over) with the same losses an uninterrupted run gives. The test-set responses (§7.7) and their scores (§7.8)
 are `ftkit.recipes.respond`.
 
-Everything the recipe writes goes into one output folder:
+Everything the recipe writes goes into one output folder (default `runs/instruct-<model>`):
 
 - `<model>-sft.pth` (the book's file name, e.g. `gpt2-medium355M-sft.pth`) and
   `<model>-sft.json` beside it (model config, style, masking, data, losses);
@@ -32,11 +32,14 @@ from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
 from ftkit.engine.plots import plot_losses_png
-from ftkit.engine.trainer import fit, next_token_steps
+from ftkit.engine.trainer import History, explain_interrupt, fit, next_token_steps
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
+    check_out_dir,
     resolve_device,
+    resume_state,
+    run_dir,
     save_state_dict,
     start,
     write_json,
@@ -204,8 +207,10 @@ def finetune(
         "allowed_max_length": max_length,
         "epochs": c.epochs,
     }
-    Path(c.out).mkdir(parents=True, exist_ok=True)
-    paths = output_paths(c.out, preset)
+    out = check_out_dir(run_dir("instruct", preset, c.out))  # before any work
+    paths = output_paths(out, preset)
+    # Before any file is written: a refused resume (other settings) changes nothing.
+    state = resume_state(paths["checkpoint"], settings, RESUME_KEYS, resume=c.resume, say=say)
     dev = resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
 
@@ -238,15 +243,7 @@ def finetune(
         train_loader = bucket_by_length(train_loader)
 
     # --- model (§7.5): GPT-2 (LoRA for exercise 7.4), or the last checkpoint
-    run = start(
-        preset,
-        paths["checkpoint"],
-        settings,
-        RESUME_KEYS,
-        resume=c.resume,
-        models_dir=c.models_dir,
-        say=say,
-    )
+    run = start(preset, state, models_dir=c.models_dir)
     if not run.pretrained and run.checkpoint is None:
         say(
             "WARNING: model 'tiny' is randomly initialised, NOT GPT-2: no pretrained "
@@ -270,24 +267,26 @@ def finetune(
         say(f"Training loss: {train_loss}")
         say(f"Validation loss: {val_loss}")
         torch.manual_seed(c.seed)  # the book reseeds before training (§7.6)
+        history = History()
 
-    # --- train (§7.6)
-    history = fit(
-        gpt,
-        train_loader,
-        val_loader,
-        optimizer,
-        dev,
-        steps=next_token_steps(tokenizer, format_input(val_data[0], style=c.style)),
-        num_epochs=c.epochs,
-        eval_freq=c.eval_freq,
-        eval_iter=c.eval_iter,
-        history=history,
-        checkpoint=paths["checkpoint"],
-        settings=settings,
-        progress=c.progress,
-        say=say,
-    )
+    # --- train (§7.6); Ctrl-C says what is saved and what a rerun does
+    with explain_interrupt(history, c.epochs, paths["checkpoint"], restart=not c.resume):
+        history = fit(
+            gpt,
+            train_loader,
+            val_loader,
+            optimizer,
+            dev,
+            steps=next_token_steps(tokenizer, format_input(val_data[0], style=c.style)),
+            num_epochs=c.epochs,
+            eval_freq=c.eval_freq,
+            eval_iter=c.eval_iter,
+            history=history,
+            checkpoint=paths["checkpoint"],
+            settings=settings,
+            progress=c.progress,
+            say=say,
+        )
 
     # --- save (§7.6): the model as GPTModel's layout, its record, the loss plot
     if c.lora_rank:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import nn
 
 from ftkit.engine.trainer import History, load_checkpoint, restore_checkpoint
 from ftkit.io.files import atomic_path, write_text_atomic
+from ftkit.recipes.config import RUNS_DIR
 from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
 
 Say = Callable[[str], None]
@@ -65,6 +67,86 @@ def build_model(
     return model, True
 
 
+class OutDirError(ValueError):
+    """`--out` cannot hold the run's files (a file, under a file, not writable): exit 2."""
+
+
+def run_dir(recipe: str, preset: str, out: str | os.PathLike | None = None) -> Path:
+    """`out`, or the run's own folder `runs/<recipe>-<model>` (e.g. `runs/classify-gpt2-small`).
+
+    A named folder, not the current one: a run writes hundreds of MB of checkpoints.
+    """
+    if out is not None:
+        return Path(out)
+    return RUNS_DIR / f"{recipe}-{canonical_preset(preset).split(' (')[0]}"
+
+
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Make sure `out` is, or can become, a writable folder, before any work; else `OutDirError`.
+
+    Checked with `os.access` and then by creating (and removing) a temporary file, so
+    a read-only mount fails here too, for root as well (root passes `os.access`).
+    The folder is created when missing.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutDirError(f"--out {out} is a file, not a folder; give a folder path")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutDirError(f"--out {out} cannot be created: {blocker} is a file, not a folder")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutDirError(f"--out {out}: {existing} is not writable; choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise OutDirError(f"--out {out} is not writable ({err.strerror or err})") from err
+    return out
+
+
+def resume_state(
+    checkpoint: Path,
+    settings: Mapping[str, Any],
+    keys: Collection[str],
+    *,
+    resume: bool,
+    say: Say,
+) -> dict | None:
+    """The last epoch checkpoint when `resume` and one exists (settings checked), else None.
+
+    Writes nothing, so a recipe calls it before touching its folder: a refused resume
+    (other settings) leaves every file of the run as it was.
+    """
+    if not checkpoint.exists():
+        return None
+    if not resume:
+        say(f"--restart: starting over; {checkpoint} will be overwritten after epoch 1")
+        return None
+    state = load_checkpoint(checkpoint, settings, keys)
+    say(f"Resuming from {checkpoint} (epoch {state['epoch'] + 1} done)")
+    return state
+
+
+def setup_interrupt_message(checkpoint: Path, *, resume: bool) -> str:
+    """After Ctrl-C outside the epochs (setup, final evaluation, saving): what a rerun does."""
+    if not checkpoint.exists():
+        return (
+            "no epoch checkpoint is saved yet; rerunning the same command starts training "
+            "from the beginning"
+        )
+    if not resume:
+        return (
+            f"rerunning the same command (with --restart) starts over; without --restart it "
+            f"continues after the last epoch saved in {checkpoint}"
+        )
+    return (
+        f"the last finished epoch is saved in {checkpoint}; rerunning the same command "
+        "continues from it (--restart starts over)"
+    )
+
+
 @dataclass
 class Start:
     """How a run begins: its model, whether it holds GPT-2's weights, and a checkpoint to resume."""
@@ -80,25 +162,12 @@ class Start:
         return restore_checkpoint(self.checkpoint, self.model, optimizer)
 
 
-def start(
-    preset: str,
-    checkpoint: Path,
-    settings: Mapping[str, Any],
-    keys: Collection[str],
-    *,
-    resume: bool,
-    models_dir: str | os.PathLike | None,
-    say: Say,
-) -> Start:
-    """The last epoch checkpoint when `resume` finds one (settings checked), else a fresh model."""
-    if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, settings, keys)
-        say(f"Resuming from {checkpoint} (epoch {state['epoch'] + 1} done)")
+def start(preset: str, state: dict | None, *, models_dir: str | os.PathLike | None = None) -> Start:
+    """The model to train: from the checkpoint `state` (see `resume_state`), else fresh GPT-2 or tiny."""
+    if state is not None:
         # The weights come from the checkpoint: no need to load GPT-2 again.
         model = GPTModel(get_config(canonical_preset(preset)))
         return Start(model, state["settings"].get("pretrained", False), state)
-    if resume:
-        say(f"No checkpoint at {checkpoint}: starting from the beginning")
     return Start(*build_model(preset, models_dir=models_dir))
 
 

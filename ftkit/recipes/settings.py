@@ -62,6 +62,19 @@ def add_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
         )
 
 
+def add_resume_alias(parser: argparse.ArgumentParser) -> None:
+    """`--resume`: accepted for older scripts; continuing is what a rerun does by default now."""
+    parser.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_const",
+        const=True,
+        default=argparse.SUPPRESS,  # leaves --restart's default alone
+        help="continue from the last epoch checkpoint in --out (the default; kept for "
+        "older scripts)",
+    )
+
+
 def from_args(config_cls: type[C], args: argparse.Namespace) -> C:
     """The config the parsed flags ask for (fields without a flag keep their defaults)."""
     names = [f.name for f in dataclasses.fields(config_cls)]

@@ -47,12 +47,12 @@ def test_list_shows_every_asset_missing_then_cached(home, capsys):
     assert f"cache:  {home}" in out
 
 
-def test_list_flags_a_changed_file_as_unverified(home, capsys):
+def test_list_flags_a_changed_file_as_corrupt(home, capsys):
     main(["data", "fetch", "instruction-data-with-response", "--no-progress"])
     (home / "instruction-data-with-response.json").write_text("[]")
     capsys.readouterr()
     main(["data", "list"])
-    assert "unverified" in table(capsys.readouterr().out)["instruction-data-with-response"]
+    assert "corrupt" in table(capsys.readouterr().out)["instruction-data-with-response"]
 
 
 def test_fetch_default_gets_everything_but_alpaca(home, capsys):
