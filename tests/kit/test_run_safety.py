@@ -106,7 +106,7 @@ def test_ctrl_c_before_the_first_epoch_says_a_rerun_starts_from_the_beginning(
 
 
 def test_ctrl_c_during_ftkit_check_does_not_talk_about_training(monkeypatch, capsys):
-    import ftkit.commands.check as check
+    import ftkit.check.run as check
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
