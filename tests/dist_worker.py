@@ -8,7 +8,8 @@ SCENARIO OUT_DIR` trains a tiny GPT on synthetic next-token data with the kit's
   the concatenation of both ranks' batches (the same global batches); the history of
   an uninterrupted 2-epoch run and of a run stopped after epoch 1 and resumed from its
   checkpoint; how many files each rank saved;
-- `kill`: rank 1 kills itself (SIGKILL) in its second step; the test checks the run stops.
+- `kill`: with DIE_RANK=1, rank 1 kills itself (SIGKILL) in its second step; with
+  HANG_RANK=1 it stops answering there; the test checks the run stops.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -72,6 +74,8 @@ def train(dist: Dist, out: Path, epochs: int, resume: bool, record: list | None 
             loss = weighted(inputs, targets, model, device)
             if os.environ.get("DIE_RANK") == str(dist.rank) and len(batches) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if os.environ.get("HANG_RANK") == str(dist.rank) and len(batches) == 2:
+                time.sleep(120)  # alive but silent: the others' collectives time out
             record.append(dist.step_loss())
             return loss
 
@@ -119,7 +123,12 @@ def main(scenario: str, out: Path) -> None:
     torch.save = lambda *a, **k: (saves.append(1), real_save(*a, **k))[1]
     strategy = "fsdp" if scenario == "fsdp" else "ddp"
     grad_accum = 2 if scenario == "ddp" else 1  # DDP with micro-batches, FSDP without
-    with session("cpu", strategy=strategy, grad_accum=grad_accum, timeout_s=20) as dist:
+    with session(
+        "cpu",
+        strategy=strategy,
+        grad_accum=grad_accum,
+        timeout_s=float(os.environ.get("DIST_TIMEOUT", "20")),
+    ) as dist:
         losses: list[float] = []
         full, batches = train(dist, out / "full", 2, False, losses)
         if scenario == "kill":

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ftkit.engine.launch import add_flags as add_distributed_flags
 from ftkit.recipes.config import DEVICES, ClassifyConfig
 from ftkit.recipes.settings import add_flags, from_args
 
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "5 epochs, eval every 50 steps over 5 batches, seed 123.",
     )
     add_flags(trainer, ClassifyConfig)
+    add_distributed_flags(trainer)
     trainer.set_defaults(func=run_train)
 
     predictor = sub.add_parser("predict", help="label texts 'spam' or 'not spam'")
@@ -49,11 +51,16 @@ def _say(message: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ftkit.engine.distributed import session_from_args
+    from ftkit.engine.launch import launch, launched
     from ftkit.recipes.classify import train
     from ftkit.recipes.config import ClassifyConfig
 
+    if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
+        return launch(args.argv, args.nproc_per_node)
     try:
-        train(config=from_args(ClassifyConfig, args), say=_say)
+        with session_from_args(args) as dist:
+            train(config=from_args(ClassifyConfig, args), say=_say, dist=dist)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"ftkit classify train: {err}", file=sys.stderr)
         return 1

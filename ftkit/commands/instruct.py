@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ftkit.engine.launch import add_flags as add_distributed_flags
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.settings import add_flags, from_args
 
@@ -22,16 +23,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("action", choices=ACTIONS, help="what to run")
     add_flags(parser, InstructConfig)
+    add_distributed_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftkit.engine.distributed import session_from_args
+    from ftkit.engine.launch import launch, launched
+
+    if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
+        return launch(args.argv, args.nproc_per_node)
+    try:
+        with session_from_args(args) as dist:
+            return _run(args, dist)
+    except (ValueError, RuntimeError) as err:  # a bad --backend/--strategy, a failed rank
+        print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, dist) -> int:
     from ftkit.recipes import instruct, respond
 
     config = from_args(InstructConfig, args)
     try:
         if args.action in ("train", "all"):
-            instruct.finetune(config=config)
+            instruct.finetune(config=config, dist=dist)
         if args.action in ("respond", "all"):
             max_new_tokens = config.max_new_tokens
             if max_new_tokens is None:
@@ -41,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
                 model=config.model,
                 device=config.device,
                 max_new_tokens=max_new_tokens,
+                dist=dist,
             )
+        if dist is not None and not dist.is_main:
+            return 0  # the judge is one HTTP client: rank 0's
         if args.action in ("judge", "all"):
             problem = respond.judge_unavailable(config.judge_url, config.judge_model)
             if problem:

@@ -35,8 +35,7 @@ import copy
 import inspect
 import json
 import os
-import subprocess
-import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -49,20 +48,13 @@ import torch.distributed as tdist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-STRATEGIES = ("ddp", "fsdp")
-BACKENDS = ("auto", "nccl", "gloo")
-DEFAULT_TIMEOUT_S = 600.0  # long enough for rank 0 to write a 1558M checkpoint
+from ftkit.engine.launch import BACKENDS, DEFAULT_TIMEOUT_S, STRATEGIES, launched
+
 IGNORE_INDEX = -100  # the book's padding target (§7.3); never a class label (ch. 6)
-LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
 class DistributedError(RuntimeError):
     """A collective failed: another rank died or did not answer within the timeout."""
-
-
-def launched() -> bool:
-    """Whether this process was started by torchrun (its environment names a rank)."""
-    return all(name in os.environ for name in LAUNCH_ENV)
 
 
 def per_rank_batch(batch_size: int, world: int, grad_accum: int = 1) -> int:
@@ -147,6 +139,7 @@ class Dist:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     strategy: str = "ddp"
     grad_accum: int = 1
+    timeout_s: float = DEFAULT_TIMEOUT_S
     _skeleton: nn.Module | None = field(default=None, repr=False)
     _seen: tuple[int, int] = (0, 0)
     _loss_sum: torch.Tensor | None = field(default=None, repr=False)
@@ -169,7 +162,8 @@ class Dist:
         except Exception as err:  # gloo/nccl errors: say which rank and why it likely failed
             raise DistributedError(
                 f"rank {self.rank}: {what} failed ({type(err).__name__}: {err}); another rank "
-                "probably died or stopped answering (see the launcher's report naming it)"
+                f"probably died or did not answer within {self.timeout_s:g} s (--dist-timeout); "
+                "the launcher's report names the rank that failed first"
             ) from err
 
     def barrier(self) -> None:
@@ -260,6 +254,9 @@ class Dist:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose ddp or fsdp")
         from torch.distributed.fsdp import fully_shard
 
+        # GPTModel's logits come out of a Linear as a view; nothing changes them in place.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view")
+
         # A parameterless copy (meta tensors, buffers kept) to rebuild the plain model at the end.
         memo = {
             id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
@@ -291,7 +288,7 @@ class Dist:
         - `generate_and_print_sample`: given the plain model (DDP hides `pos_emb`).
         Pass it as `module=` to `next_token_steps` / `classification_steps`.
         """
-        ns = SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if not k[:1] == "_"})
+        ns = SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if k[:1] != "_"})
         if hasattr(module, "calc_loss_batch"):
             ns.calc_loss_batch = self._weighted(module.calc_loss_batch)
         if hasattr(module, "evaluate_model"):
@@ -333,8 +330,10 @@ class Dist:
 
     def seen(self, input_batch: torch.Tensor) -> tuple[int, int]:
         """Tokens and examples of the last global batch (all ranks), for the history's counts."""
-        return self._seen if self._loss_sum is not None else (
-            input_batch.numel(), input_batch.shape[0]
+        return (
+            self._seen
+            if self._loss_sum is not None
+            else (input_batch.numel(), input_batch.shape[0])
         )
 
     def step_loss(self) -> float:
@@ -466,7 +465,7 @@ def session(
         timeout=timedelta(seconds=timeout_s),
         **({"device_id": dev} if dev.type == "cuda" else {}),
     )
-    dist = Dist(rank, world, local_rank, dev, strategy, grad_accum)
+    dist = Dist(rank, world, local_rank, dev, strategy, grad_accum, timeout_s)
     quiet = open(os.devnull, "w") if rank else None  # noqa: SIM115 - closed below
     try:
         with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
@@ -475,42 +474,6 @@ def session(
         if quiet:
             quiet.close()
         tdist.destroy_process_group()
-
-
-def add_flags(parser) -> None:
-    """The multi-process flags of `ftkit classify train` and `ftkit instruct`."""
-    parser.add_argument(
-        "--nproc-per-node",
-        type=int,
-        default=None,
-        metavar="N",
-        help="train on N processes (GPUs) with torchrun: the same as "
-        "`torchrun --nproc-per-node N -m ftkit ...`",
-    )
-    parser.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default="ddp",
-        help="several processes: ddp (a full model per GPU, default) or fsdp (parameters, "
-        "gradients and optimizer state sharded over the GPUs)",
-    )
-    parser.add_argument(
-        "--grad-accum",
-        type=int,
-        default=1,
-        metavar="K",
-        help="run each step's batch in K micro-batches (less memory, same global batch)",
-    )
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="auto: nccl on CUDA, gloo on CPU"
-    )
-    parser.add_argument(
-        "--dist-timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        metavar="SECONDS",
-        help="stop when another process does not answer within this time",
-    )
 
 
 def session_from_args(args) -> contextlib.AbstractContextManager[Dist | None]:
@@ -522,27 +485,6 @@ def session_from_args(args) -> contextlib.AbstractContextManager[Dist | None]:
         backend=args.backend,
         timeout_s=args.dist_timeout,
     )
-
-
-def launch(argv: Sequence[str], nproc: int) -> int:
-    """Start `python -m ftkit <argv>` on `nproc` processes with torch's own launcher (torchrun).
-
-    `--nproc-per-node` is taken out of `argv`; the launcher picks a free loopback
-    port (`--standalone`) and, when a process fails, stops the others and names it.
-    """
-    if nproc < 1:
-        raise ValueError(f"--nproc-per-node {nproc}: start at least one process")
-    rest, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc-per-node":
-            skip = True
-        elif not arg.startswith("--nproc-per-node="):
-            rest.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc-per-node={nproc}", "-m", "ftkit", *rest]
-    return subprocess.call(command)
 
 
 # ------------------------------------------------------------------ respond (§7.7)
