@@ -57,7 +57,16 @@ def run_train(args: argparse.Namespace) -> int:
     from ftkit.recipes.config import ClassifyConfig
 
     if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
-        return launch(args.argv, args.nproc_per_node)
+        try:
+            return launch(
+                args.argv,
+                args.nproc_per_node,
+                batch_size=from_args(ClassifyConfig, args).batch_size,
+                grad_accum=args.grad_accum,
+            )
+        except ValueError as err:
+            print(f"ftkit classify train: {err}", file=sys.stderr)
+            return 1
     try:
         with session_from_args(args) as dist:
             train(config=from_args(ClassifyConfig, args), say=_say, dist=dist)

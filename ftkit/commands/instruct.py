@@ -32,7 +32,16 @@ def run(args: argparse.Namespace) -> int:
     from ftkit.engine.launch import launch, launched
 
     if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
-        return launch(args.argv, args.nproc_per_node)
+        try:
+            return launch(
+                args.argv,
+                args.nproc_per_node,
+                batch_size=from_args(InstructConfig, args).batch_size,
+                grad_accum=args.grad_accum,
+            )
+        except ValueError as err:
+            print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
+            return 1
     try:
         with session_from_args(args) as dist:
             return _run(args, dist)

@@ -48,42 +48,19 @@ import torch.distributed as tdist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ftkit.engine.launch import BACKENDS, DEFAULT_TIMEOUT_S, STRATEGIES, launched
+from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this API
+    BACKENDS,
+    DEFAULT_TIMEOUT_S,
+    STRATEGIES,
+    launched,
+    per_rank_batch,
+)
 
 IGNORE_INDEX = -100  # the book's padding target (§7.3); never a class label (ch. 6)
 
 
 class DistributedError(RuntimeError):
     """A collective failed: another rank died or did not answer within the timeout."""
-
-
-def per_rank_batch(batch_size: int, world: int, grad_accum: int = 1) -> int:
-    """Each rank's share of the global batch (book: 8); a clear error when it does not split.
-
-    With `grad_accum` K each rank runs its share in K micro-batches of
-    batch_size / (world * K) examples (less memory, the same global batch).
-    """
-    if world > batch_size:
-        raise ValueError(
-            f"{world} processes for a batch of {batch_size}: each process needs at least one "
-            f"example per step; use at most {batch_size} processes (--nproc-per-node)"
-        )
-    if batch_size % world:
-        fits = [n for n in range(1, batch_size + 1) if batch_size % n == 0]
-        raise ValueError(
-            f"the global batch of {batch_size} does not split evenly over {world} processes "
-            f"({batch_size}/{world} per process); use --nproc-per-node "
-            f"{', '.join(map(str, fits))}, or a --batch-size that {world} divides (not the "
-            f"book's); --grad-accum K then splits each process's share into K micro-batches "
-            "when it does not fit in memory"
-        )
-    share = batch_size // world
-    if grad_accum < 1 or share % grad_accum:
-        raise ValueError(
-            f"--grad-accum {grad_accum}: each of the {world} processes takes {share} examples "
-            f"per step, which {grad_accum} micro-batches do not split; use a divisor of {share}"
-        )
-    return share
 
 
 def backend_for(device: torch.device, backend: str = "auto") -> str:

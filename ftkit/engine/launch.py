@@ -19,6 +19,35 @@ DEFAULT_TIMEOUT_S = 600.0  # long enough for rank 0 to write a 1558M checkpoint
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
+def per_rank_batch(batch_size: int, world: int, grad_accum: int = 1) -> int:
+    """Each rank's share of the global batch (book: 8); a clear error when it does not split.
+
+    With `grad_accum` K each rank runs its share in K micro-batches of
+    batch_size / (world * K) examples (less memory, the same global batch).
+    """
+    if world > batch_size:
+        raise ValueError(
+            f"{world} processes for a batch of {batch_size}: each process needs at least one "
+            f"example per step; use at most {batch_size} processes (--nproc-per-node)"
+        )
+    if batch_size % world:
+        fits = [n for n in range(1, batch_size + 1) if batch_size % n == 0]
+        raise ValueError(
+            f"the global batch of {batch_size} does not split evenly over {world} processes "
+            f"({batch_size}/{world} per process); use --nproc-per-node "
+            f"{', '.join(map(str, fits))}, or a batch size that {world} divides (`batch_size=` "
+            f"of the Python API; not the book's); --grad-accum K then splits each process's share into K micro-batches "
+            "when it does not fit in memory"
+        )
+    share = batch_size // world
+    if grad_accum < 1 or share % grad_accum:
+        raise ValueError(
+            f"--grad-accum {grad_accum}: each of the {world} processes takes {share} examples "
+            f"per step, which {grad_accum} micro-batches do not split; use a divisor of {share}"
+        )
+    return share
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun (its environment names a rank)."""
     return all(name in os.environ for name in LAUNCH_ENV)
@@ -60,7 +89,9 @@ def add_flags(parser) -> None:
     )
 
 
-def launch(argv: Sequence[str], nproc: int) -> int:
+def launch(
+    argv: Sequence[str], nproc: int, *, batch_size: int | None = None, grad_accum: int = 1
+) -> int:
     """Start `python -m ftkit <argv>` on `nproc` processes with torch's own launcher (torchrun).
 
     `--nproc-per-node` is taken out of `argv`; the launcher picks a free loopback
@@ -68,6 +99,8 @@ def launch(argv: Sequence[str], nproc: int) -> int:
     """
     if nproc < 1:
         raise ValueError(f"--nproc-per-node {nproc}: start at least one process")
+    if batch_size is not None:  # say it once, before N processes load data to say it N times
+        per_rank_batch(batch_size, nproc, grad_accum)
     rest, skip = [], False
     for arg in argv:
         if skip:

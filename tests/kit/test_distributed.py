@@ -192,3 +192,16 @@ def test_nproc_per_node_starts_torchrun_with_the_same_command(monkeypatch):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
         + ["-m", "ftkit", "classify", "train", "--model", "tiny", "--strategy", "fsdp"]
     ]
+
+
+def test_nproc_per_node_that_cannot_split_the_batch_is_refused_before_starting(
+    monkeypatch, capsys, tmp_path
+):
+    from ftkit.cli import main
+    from ftkit.engine import launch
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(launch.subprocess, "call", lambda command: pytest.fail("started"))
+    assert main(["instruct", "train", "--nproc-per-node", "3", "--out", str(tmp_path)]) == 1
+    assert "does not split evenly over 3 processes" in capsys.readouterr().err
