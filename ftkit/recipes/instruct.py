@@ -292,7 +292,11 @@ def finetune(
         *fit_loaders,
         optimizer,
         dev,
-        steps=next_token_steps(tokenizer, format_input(val_data[0], style=c.style), book),
+        steps=next_token_steps(
+            tokenizer,
+            format_input(val_data[0], style=c.style),
+            **({"module": book} if book is not None else {}),  # data-parallel: `dist.book`
+        ),
         num_epochs=c.epochs,
         eval_freq=c.eval_freq,
         eval_iter=c.eval_iter,
