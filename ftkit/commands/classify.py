@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ftkit.engine.launch import add_flags as add_distributed_flags
 from ftkit.recipes.config import DEVICES, ClassifyConfig
 from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_flags(trainer, ClassifyConfig)
     add_resume_alias(trainer)
+    add_distributed_flags(trainer)
     trainer.set_defaults(func=run_train)
 
     predictor = sub.add_parser("predict", help="label texts 'spam' or 'not spam'")
@@ -52,6 +54,8 @@ def _say(message: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ftkit.engine.distributed import session_from_args
+    from ftkit.engine.launch import launch, launched
     from ftkit.engine.trainer import TrainingInterrupted
     from ftkit.recipes.classify import CHECKPOINT_FILE, train
     from ftkit.recipes.runtime import (
@@ -62,10 +66,22 @@ def run_train(args: argparse.Namespace) -> int:
     )
 
     config = from_args(ClassifyConfig, args)
+    if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
+        try:
+            return launch(
+                args.argv,
+                args.nproc_per_node,
+                batch_size=config.batch_size,
+                grad_accum=args.grad_accum,
+            )
+        except ValueError as err:
+            print(f"ftkit classify train: {err}", file=sys.stderr)
+            return 1
     out = None
     try:
         out = check_out_dir(run_dir("classify", config.model, config.out))  # before any work
-        train(config=dataclasses.replace(config, out=out), say=_say)
+        with session_from_args(args) as dist:
+            train(config=dataclasses.replace(config, out=out), say=_say, dist=dist)
     except OutDirError as err:
         print(f"ftkit classify train: {err}", file=sys.stderr)
         return 2

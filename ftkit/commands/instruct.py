@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from ftkit.engine.launch import add_flags as add_distributed_flags
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
@@ -27,10 +28,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("action", choices=ACTIONS, help="what to run")
     add_flags(parser, InstructConfig)
     add_resume_alias(parser)
+    add_distributed_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ftkit.engine.distributed import session_from_args
+    from ftkit.engine.launch import launch, launched
+
+    if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
+        try:
+            return launch(
+                args.argv,
+                args.nproc_per_node,
+                batch_size=from_args(InstructConfig, args).batch_size,
+                grad_accum=args.grad_accum,
+            )
+        except ValueError as err:
+            print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
+            return 1
+    try:
+        with session_from_args(args) as dist:
+            return _run(args, dist)
+    except (ValueError, RuntimeError) as err:  # a bad --backend/--strategy, a failed rank
+        print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, dist) -> int:
     from ftkit.engine.trainer import TrainingInterrupted
     from ftkit.recipes import instruct, respond
     from ftkit.recipes.runtime import (
@@ -46,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         out = check_out_dir(run_dir("instruct", config.model, config.out))  # before any work
         if args.action in ("train", "all"):
             step = "train"
-            instruct.finetune(config=dataclasses.replace(config, out=out))
+            instruct.finetune(config=dataclasses.replace(config, out=out), dist=dist)
         if args.action in ("respond", "all"):
             step = "respond"
             max_new_tokens = config.max_new_tokens
@@ -58,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
                 device=config.device,
                 max_new_tokens=max_new_tokens,
                 progress=config.progress,
+                dist=dist,
             )
+        if dist is not None and not dist.is_main:
+            return 0  # the judge is one HTTP client: rank 0's
         if args.action in ("judge", "all"):
             step = "judge"
             problem = respond.judge_unavailable(config.judge_url, config.judge_model)

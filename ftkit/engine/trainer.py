@@ -18,13 +18,16 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ftkit.checks import positive_int
 from ftkit.io.files import atomic_path
+
+if TYPE_CHECKING:
+    from ftkit.engine.distributed import Dist
 
 Say = Callable[[str], None]
 
@@ -122,12 +125,23 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     history: History,
     settings: Mapping[str, Any],
+    dist: Dist | None = None,
 ) -> None:
-    """Everything needed to continue after the last finished epoch as if never stopped (atomic)."""
+    """Everything needed to continue after the last finished epoch as if never stopped (atomic).
+
+    With `dist` every rank must call it (FSDP gathers the shards); rank 0 writes.
+    """
+    if dist is None:
+        model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
+    else:
+        model_state, optimizer_state = dist.full_state(model, optimizer)
+        if not dist.is_main:
+            dist.barrier()  # the file is whole before any rank goes on (and may read it)
+            return
     state = {
         "epoch": history.epochs_done - 1,  # the last finished epoch, 0-based
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "history": history.to_dict(),
@@ -135,6 +149,8 @@ def save_checkpoint(
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+    if dist is not None:
+        dist.barrier()
 
 
 def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[str]) -> dict:
@@ -158,10 +174,15 @@ def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[st
     return state
 
 
-def restore_checkpoint(state: Mapping, model: nn.Module, optimizer) -> History:
+def restore_checkpoint(
+    state: Mapping, model: nn.Module, optimizer, dist: Dist | None = None
+) -> History:
     """Put a checkpoint's model, optimizer and random state back; returns its history."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    if dist is None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    else:
+        dist.restore(state, model, optimizer)  # DDP or FSDP shards from the full state
     torch.set_rng_state(state["rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -242,12 +263,15 @@ def fit(
     settings: Mapping[str, Any] | None = None,
     progress: bool = True,
     say: Say = print,
+    dist: Dist | None = None,
 ) -> History:
     """Train from `history.epochs_done` (0 for a new run) to `num_epochs`, as the book's loop (§5.2, §6.7).
 
     After each epoch a checkpoint goes to `checkpoint` (with `settings`) when given.
     The bar is updated by hand rather than wrapping the loader, so the loader's random
     draws, and with them the batch order, are those of a run without a bar.
+    With `dist` (`ftkit.engine.distributed`) this is one rank of a data-parallel run:
+    its sampler is set to the epoch, counts are global, rank 0 shows the bar and writes.
     """
     from tqdm.auto import tqdm
 
@@ -267,8 +291,12 @@ def fit(
         return history
 
     started = time.time()
+    if dist is not None:
+        progress = progress and dist.is_main
     for epoch in range(history.epochs_done, num_epochs):
         model.train()
+        if dist is not None:
+            dist.set_epoch(train_loader, epoch)  # the same shuffle on every rank and on resume
         with tqdm(
             total=len(train_loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress
         ) as bar:
@@ -277,8 +305,13 @@ def fit(
                 loss = steps.calc_loss_batch(input_batch, target_batch, model, device)
                 loss.backward()
                 optimizer.step()
-                history.tokens_seen += input_batch.numel()
-                history.examples_seen += input_batch.shape[0]
+                tokens, examples = (
+                    dist.seen(input_batch)  # the global batch's, summed over the ranks
+                    if dist is not None
+                    else (input_batch.numel(), input_batch.shape[0])
+                )
+                history.tokens_seen += tokens
+                history.examples_seen += examples
                 history.global_step += 1
                 bar.update()
                 if history.global_step % eval_freq == 0:
@@ -301,6 +334,7 @@ def fit(
                 optimizer=optimizer,
                 history=history,
                 settings=settings or {},
+                dist=dist,
             )
     say(f"Training completed in {(time.time() - started) / 60:.2f} minutes.")
     return history

@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ftkit.data.spam import create_spam_loaders
+from ftkit.data.spam import SPLIT_FILES, create_spam_loaders
 from ftkit.doctor import report_device
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import History, classification_steps, explain_interrupt, fit
@@ -46,6 +46,9 @@ from ftkit.recipes.runtime import (
 from ftkit.recipes.settings import configure, resume_keys
 from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
 from reference.model import get_config
+
+if TYPE_CHECKING:
+    from ftkit.engine.distributed import Dist
 
 CHECKPOINT_FILE = "review_classifier-checkpoint.pth"
 DATA_DIR = "data"
@@ -73,11 +76,14 @@ def train(
     *,
     config: ClassifyConfig | None = None,
     say: Callable[[str], None] = print,
+    dist: Dist | None = None,
     **overrides: Any,
 ) -> dict:
     """Fine-tune GPT-2 as a spam classifier as the book's chapter 6 (§6.2-6.8); returns paths, accuracies, history.
 
     `config` (default: the book's settings) with keyword `overrides` (`epochs=1`, ...).
+    `dist` makes this one rank of a data-parallel run (`ftkit.engine.distributed`):
+    rank 0 writes every file; the other ranks return after training (no "model" key).
     """
     c = configure(ClassifyConfig, config, overrides, out_dir)
 
@@ -89,9 +95,13 @@ def train(
     # Before any file is written: a refused resume (other settings) changes nothing.
     wanted = {**{key: getattr(c, key) for key in RESUME_KEYS}, "model": preset}
     state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
-    dev = resolve_device(c.device)
+    dev = dist.device if dist is not None else resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
-    csvs = write_spam_splits(out, c.limit)
+    if dist is None or dist.is_main:
+        csvs = write_spam_splits(out, c.limit)
+    if dist is not None:  # the other ranks read the CSVs rank 0 wrote
+        dist.barrier()
+        csvs = {name: out / DATA_DIR / SPLIT_FILES[name] for name in SPLIT_FILES}
     train_loader, val_loader, test_loader = create_spam_loaders(
         csvs["train"],
         csvs["validation"],
@@ -133,8 +143,18 @@ def train(
     settings["pretrained"] = run.pretrained
     gpt = add_classification_head(run.model, num_classes=2, trainable=c.trainable)
     gpt.to(dev)
+    fit_loaders, steps = (train_loader, val_loader), classification_steps(c.token_position)
+    if dist is not None:  # each rank: its share of every batch, the model wrapped or sharded
+        import reference.classifier as book
+
+        gpt = dist.wrap(gpt)
+        fit_loaders = (
+            dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
+            dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
+        )
+        steps = classification_steps(c.token_position, module=dist.book(book))
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    history = run.restore(optimizer)
+    history = run.restore(optimizer, gpt, dist)
     if history is None:
         history = History()
         torch.manual_seed(c.seed)  # the book reseeds before training (§6.7)
@@ -143,11 +163,10 @@ def train(
     with explain_interrupt(history, c.epochs, checkpoint, restart=not c.resume):
         history = fit(
             gpt,
-            train_loader,
-            val_loader,
+            *fit_loaders,
             optimizer,
             dev,
-            steps=classification_steps(c.token_position),
+            steps=steps,
             num_epochs=c.epochs,
             eval_freq=c.eval_freq,
             eval_iter=c.eval_iter,
@@ -156,7 +175,12 @@ def train(
             settings=settings,
             progress=c.progress,
             say=say,
+            dist=dist,
         )
+    if dist is not None:
+        gpt = dist.unwrap(gpt)  # the plain model, on rank 0 only: it alone goes on
+        if gpt is None:
+            return {"out": out, "history": history.to_dict(), "settings": settings}
     accuracies = {
         name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
         for name, loader in (("train", train_loader), ("val", val_loader), ("test", test_loader))

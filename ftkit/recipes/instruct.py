@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -46,6 +46,9 @@ from ftkit.recipes.runtime import (
 )
 from ftkit.recipes.settings import configure, resume_keys
 from reference.model import GPTModel, get_config
+
+if TYPE_CHECKING:
+    from ftkit.engine.distributed import Dist
 
 DEFAULT_MODEL = InstructConfig.model
 ALPACA_MAX_LENGTH = 512  # exercise 7.3: Alpaca's longer entries are truncated to 512 tokens
@@ -181,11 +184,14 @@ def finetune(
     *,
     config: InstructConfig | None = None,
     say: Callable[[str], None] = print,
+    dist: Dist | None = None,
     **overrides: Any,
 ) -> dict:
     """Instruction-fine-tune GPT-2 as the book's chapter 7 (§7.2-§7.6); returns paths, losses, settings.
 
     `config` (default: the book's settings) with keyword `overrides` (`epochs=1`, ...).
+    `dist` makes this one rank of a data-parallel run (`ftkit.engine.distributed`):
+    rank 0 writes every file; the other ranks return after training (no "plot" key).
     """
     from ftkit.data.instruction import create_instruction_loaders
     from ftkit.io.tokenizer import get_tokenizer
@@ -211,7 +217,7 @@ def finetune(
     paths = output_paths(out, preset)
     # Before any file is written: a refused resume (other settings) changes nothing.
     state = resume_state(paths["checkpoint"], settings, RESUME_KEYS, resume=c.resume, say=say)
-    dev = resolve_device(c.device)
+    dev = dist.device if dist is not None else resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
 
     data = load_dataset(c.dataset, c.limit)
@@ -254,10 +260,19 @@ def finetune(
     if c.lora_rank:
         add_lora(gpt, c.lora_rank, c.lora_alpha, say)
     gpt.to(dev)
+    fit_loaders, book = (train_loader, val_loader), None
+    if dist is not None:  # each rank: its share of every batch, the model wrapped or sharded
+        import reference.training as book_training
+
+        gpt, book = dist.wrap(gpt), dist.book(book_training)
+        fit_loaders = (
+            dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
+            dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
+        )
     optimizer = torch.optim.AdamW(
         [p for p in gpt.parameters() if p.requires_grad], lr=c.lr, weight_decay=c.weight_decay
     )
-    history = run.restore(optimizer)
+    history = run.restore(optimizer, gpt, dist)
     if history is None:
         gpt.eval()
         torch.manual_seed(c.seed)
@@ -273,11 +288,14 @@ def finetune(
     with explain_interrupt(history, c.epochs, paths["checkpoint"], restart=not c.resume):
         history = fit(
             gpt,
-            train_loader,
-            val_loader,
+            *fit_loaders,
             optimizer,
             dev,
-            steps=next_token_steps(tokenizer, format_input(val_data[0], style=c.style)),
+            steps=next_token_steps(
+                tokenizer,
+                format_input(val_data[0], style=c.style),
+                **({"module": book} if book is not None else {}),  # data-parallel: `dist.book`
+            ),
             num_epochs=c.epochs,
             eval_freq=c.eval_freq,
             eval_iter=c.eval_iter,
@@ -286,7 +304,12 @@ def finetune(
             settings=settings,
             progress=c.progress,
             say=say,
+            dist=dist,
         )
+    if dist is not None:
+        gpt = dist.unwrap(gpt)  # the plain model, on rank 0 only: it alone goes on
+        if gpt is None:
+            return {"paths": paths, "history": history.to_dict(), "settings": settings}
 
     # --- save (§7.6): the model as GPTModel's layout, its record, the loss plot
     if c.lora_rank:

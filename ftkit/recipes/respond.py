@@ -32,21 +32,40 @@ def respond(
     max_new_tokens: int = 256,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    dist=None,
 ) -> list[dict]:
     """Write the fine-tuned model's answer to every test entry (book §7.7); resumes where it stopped.
 
     The test set is rebuilt from the settings saved beside the model (data set, limit),
     and prompts use the style it was trained with (exercise 7.1's phi3 included).
+    With `dist` (`ftkit.engine.distributed.Dist`) the ranks split the entries and
+    rank 0 writes the one file, in the book's order.
     """
     from ftkit.engine.respond import write_test_responses
     from ftkit.io.tokenizer import get_tokenizer
     from reference.instruction_data import split_data
 
-    dev = resolve_device(device)
+    dev = dist.device if dist is not None else resolve_device(device)
     report_device(dev, say)  # one line when this device computes wrong
     gpt, record = load_finetuned(out_dir, model, dev)
     _, test_data, _ = split_data(load_dataset(record["dataset"], record["limit"]))
     out_path = Path(out_dir) / RESPONSES_FILE
+    if dist is not None and dist.world > 1:
+        from ftkit.engine.distributed import write_test_responses_sharded
+
+        answered = write_test_responses_sharded(
+            dist,
+            gpt,
+            get_tokenizer(),
+            test_data,
+            dev,
+            out_path,
+            max_new_tokens=max_new_tokens,
+            style=record["style"],
+            progress=progress,
+        )
+        say(f"Responses saved as {out_path}")
+        return answered
     answered = write_test_responses(
         gpt,
         get_tokenizer(),

@@ -155,11 +155,16 @@ class Start:
     pretrained: bool
     checkpoint: dict | None = None
 
-    def restore(self, optimizer: torch.optim.Optimizer) -> History | None:
-        """Put the checkpoint's model, optimizer and RNG state back; its history (None when fresh)."""
+    def restore(
+        self, optimizer: torch.optim.Optimizer, model: nn.Module | None = None, dist=None
+    ) -> History | None:
+        """Put the checkpoint's model, optimizer and RNG state back; its history (None when fresh).
+
+        `model` is the model being trained when it is not `self.model` (a DDP/FSDP-wrapped one, `dist`).
+        """
         if self.checkpoint is None:
             return None
-        return restore_checkpoint(self.checkpoint, self.model, optimizer)
+        return restore_checkpoint(self.checkpoint, model or self.model, optimizer, dist)
 
 
 def start(preset: str, state: dict | None, *, models_dir: str | os.PathLike | None = None) -> Start:

@@ -1,0 +1,529 @@
+"""Data-parallel training with PyTorch's own `torch.distributed` (the book's appendix A): DDP or FSDP under torchrun.
+
+`torchrun --nproc-per-node N -m ftkit classify|instruct train ...` starts N processes;
+`session()` joins them into a process group from torchrun's environment (`RANK`,
+`WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR/PORT`), `nccl` on CUDA and `gloo` on the CPU,
+with a timeout on every collective so a rank that dies stops the others instead of
+hanging them. The `Dist` it yields is what the engine and the recipes consult:
+
+- the book's global batch (8) is split over the ranks, 8/N each (`shard_loader`, a
+  `DistributedSampler` seeded with the book's seed), optionally in `grad_accum`
+  micro-batches; each rank's loss is weighted by its share of the global batch's
+  counted targets, so the averaged gradient is the one a single process computes on
+  the whole global batch (`book`);
+- evaluation losses and accuracies are averaged over the ranks (`book`);
+- the model is wrapped with `DistributedDataParallel` (default) or sharded with FSDP2
+  (`fully_shard`: parameters, gradients and optimizer state split over the ranks);
+- checkpoints hold a full (unsharded) state dict in the single-process format, written
+  by rank 0 alone, so any number of ranks (one included) resumes from the same file;
+- rank 0 alone prints (the other ranks' stdout goes to /dev/null), shows progress and
+  writes files.
+
+Why FSDP2 (`torch.distributed.fsdp.fully_shard`) and not FSDP1: it is the API torch
+recommends from 2.4 on, works on CPU with gloo (so it is tested here), keeps the
+parameter names of the plain model (no flat parameters), and handles frozen
+parameters (LoRA, the book's last-block fine-tuning) in the same module.
+Why a full state dict: one file like the single-process checkpoint, readable with
+`torch.load` and resumable with any N; gathering it costs rank 0 host memory for
+weights + AdamW state (~19 GB for 1558M), which hosts that train 1558M have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this API
+    BACKENDS,
+    DEFAULT_TIMEOUT_S,
+    STRATEGIES,
+    launched,
+    per_rank_batch,
+)
+
+IGNORE_INDEX = -100  # the book's padding target (§7.3); never a class label (ch. 6)
+
+
+class DistributedError(RuntimeError):
+    """A collective failed: another rank died or did not answer within the timeout."""
+
+
+def backend_for(device: torch.device, backend: str = "auto") -> str:
+    """`nccl` for CUDA, `gloo` for the CPU; a clear error for a backend the device lacks."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if device.type == "mps":
+        raise ValueError(
+            "torch.distributed has no backend for Apple's MPS device; use --device cpu "
+            "(gloo) or a CUDA machine (nccl) for several processes"
+        )
+    if backend == "nccl" and device.type != "cuda":
+        raise ValueError(
+            "backend nccl needs CUDA GPUs, and this run is on the CPU (torch sees "
+            f"{torch.cuda.device_count()} CUDA device(s)); use --backend gloo or auto"
+        )
+    if backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    return backend
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    """This rank's device: `auto` is CUDA when present (one GPU per local rank), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if torch.cuda.device_count() <= local_rank:
+            raise ValueError(
+                f"local rank {local_rank} needs CUDA GPU {local_rank}, but torch sees "
+                f"{torch.cuda.device_count()}; start at most that many processes per node"
+            )
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    # DDP hides the model's attributes (`pos_emb`, ...) behind `.module`; FSDP2 keeps them.
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+@dataclass
+class Dist:
+    """One rank of a data-parallel run: who it is, where it computes, how the model is split.
+
+    `world == 1` without a process group is a single process that only accumulates
+    gradients (`grad_accum`); every collective is then a no-op.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    strategy: str = "ddp"
+    grad_accum: int = 1
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    _skeleton: nn.Module | None = field(default=None, repr=False)
+    _seen: tuple[int, int] = (0, 0)
+    _loss_sum: torch.Tensor | None = field(default=None, repr=False)
+    _total: float = 0.0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that prints, shows progress and writes files."""
+        return self.rank == 0
+
+    @property
+    def grouped(self) -> bool:
+        return tdist.is_available() and tdist.is_initialized()
+
+    # -------------------------------------------------------------- collectives
+
+    def _collective(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as err:  # gloo/nccl errors: say which rank and why it likely failed
+            raise DistributedError(
+                f"rank {self.rank}: {what} failed ({type(err).__name__}: {err}); another rank "
+                f"probably died or did not answer within {self.timeout_s:g} s (--dist-timeout); "
+                "the launcher's report names the rank that failed first"
+            ) from err
+
+    def barrier(self) -> None:
+        """Wait for every rank (after rank 0 wrote a file the others read)."""
+        if self.grouped:
+            self._collective("barrier", tdist.barrier)
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        """The sums of `values` over the ranks (float64, on this rank's device)."""
+        if not self.grouped:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        self._collective("all_reduce", lambda: tdist.all_reduce(t))
+        return t.tolist()
+
+    def mean(self, *values: float) -> list[float]:
+        """The averages of `values` over the ranks."""
+        return [v / self.world for v in self.all_sum(values)]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj`, in rank order (on every rank)."""
+        if not self.grouped:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        self._collective("all_gather_object", lambda: tdist.all_gather_object(out, obj))
+        return out
+
+    # -------------------------------------------------------------- data
+
+    def shard_loader(self, loader: DataLoader, *, seed: int, shuffle: bool) -> DataLoader:
+        """`loader` with each rank taking batch_size/N of every batch (a seeded DistributedSampler).
+
+        Training (`shuffle=True`): the permutation comes from `seed` + epoch (see
+        `set_epoch`), the same on every rank, and rank r takes positions r, r+N, ...
+        Evaluation (`shuffle=False`): in order, rank r takes entries r, r+N, ... so the
+        first k batches of all ranks together are the first k global batches.
+        """
+        if getattr(loader, "batch_sampler", None) is not None and loader.batch_size is None:
+            raise ValueError(
+                "a loader with its own batch sampler (--sort-by-length) cannot be split over "
+                "processes yet; drop --sort-by-length for a multi-process run"
+            )
+        share = per_rank_batch(loader.batch_size, self.world, self.grad_accum)
+        if self.world == 1:
+            return loader
+        sampler = DistributedSampler(
+            loader.dataset,
+            num_replicas=self.world,
+            rank=self.rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=shuffle,  # training: equal shards; evaluation: pad, as few as needed
+        )
+        return DataLoader(
+            loader.dataset,
+            batch_size=share,
+            sampler=sampler,
+            collate_fn=loader.collate_fn,
+            drop_last=loader.drop_last,
+            num_workers=loader.num_workers,
+        )
+
+    @staticmethod
+    def set_epoch(loader: DataLoader, epoch: int) -> None:
+        """A new permutation each epoch, the same on every rank and after a resume."""
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+
+    # -------------------------------------------------------------- model
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """DDP (a full copy on each rank) or FSDP2 (each block's parameters sharded over the ranks).
+
+        Call after moving the model to `device`, before building the optimizer.
+        """
+        if not self.grouped:
+            return model
+        if self.strategy == "ddp":
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # The causal masks are constant buffers: no need to broadcast them each step.
+            params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+            buffers = "forward_sync_buffers" if "forward_sync_buffers" in params else None
+            return nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, **{buffers or "broadcast_buffers": False}
+            )
+        if self.strategy != "fsdp":
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose ddp or fsdp")
+        from torch.distributed.fsdp import fully_shard
+
+        # GPTModel's logits come out of a Linear as a view; nothing changes them in place.
+        warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view")
+
+        # A parameterless copy (meta tensors, buffers kept) to rebuild the plain model at the end.
+        memo = {
+            id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+            for p in model.parameters()
+        }
+        self._skeleton = copy.deepcopy(model, memo)
+        blocks = getattr(model, "trf_blocks", None)
+        for block in blocks if blocks is not None else ():
+            fully_shard(block)  # one all-gather per block: only one block is ever whole
+        fully_shard(model)
+        return model
+
+    def _no_sync(self, model: nn.Module):
+        # Gradient accumulation: reduce gradients only after the last micro-batch.
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return model.no_sync()
+        if hasattr(model, "set_requires_gradient_sync"):
+            model.set_requires_gradient_sync(False)
+            return contextlib.nullcontext()
+        return contextlib.nullcontext()
+
+    def book(self, module: ModuleType) -> SimpleNamespace:
+        """The book's chapter `module` made data-parallel: weighted step loss, averaged evaluation.
+
+        - `calc_loss_batch`: this rank's loss times N * (its counted targets / the global
+          batch's), run in `grad_accum` micro-batches, so that the gradient DDP/FSDP
+          average equals the single-process gradient of the global batch's mean loss;
+        - `evaluate_model`, `calc_accuracy_loader`: averaged over the ranks;
+        - `generate_and_print_sample`: given the plain model (DDP hides `pos_emb`).
+        Pass it as `module=` to `next_token_steps` / `classification_steps`.
+        """
+        ns = SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if k[:1] != "_"})
+        if hasattr(module, "calc_loss_batch"):
+            ns.calc_loss_batch = self._weighted(module.calc_loss_batch)
+        if hasattr(module, "evaluate_model"):
+            evaluate = module.evaluate_model
+            ns.evaluate_model = lambda *a, **k: tuple(self.mean(*evaluate(*a, **k)))
+        if hasattr(module, "calc_accuracy_loader"):
+            accuracy = module.calc_accuracy_loader
+            ns.calc_accuracy_loader = lambda *a, **k: self.mean(accuracy(*a, **k))[0]
+        if hasattr(module, "generate_and_print_sample"):
+            sample = module.generate_and_print_sample
+            ns.generate_and_print_sample = lambda model, *a, **k: sample(_plain(model), *a, **k)
+        return ns
+
+    def _weighted(self, calc_loss_batch: Callable[..., torch.Tensor]) -> Callable:
+        def loss_batch(input_batch, target_batch, model, device, **options) -> torch.Tensor:
+            k = self.grad_accum
+            chunks = list(zip(input_batch.chunk(k), target_batch.chunk(k), strict=True))
+            counts = [int((t != IGNORE_INDEX).sum()) for _, t in chunks]
+            total, tokens, rows = self.all_sum(
+                [sum(counts), input_batch.numel(), input_batch.shape[0]]
+            )
+            self._seen, self._total = (int(tokens), int(rows)), total
+            self._loss_sum = torch.zeros((), dtype=torch.float64)
+            for j, ((inputs, targets), count) in enumerate(zip(chunks, counts, strict=True)):
+                last = j == len(chunks) - 1
+                sync = contextlib.nullcontext() if last else self._no_sync(model)
+                if last and hasattr(model, "set_requires_gradient_sync"):
+                    model.set_requires_gradient_sync(True)
+                with sync:
+                    loss = calc_loss_batch(inputs, targets, model, device, **options)
+                    self._loss_sum += loss.detach().double().cpu() * count
+                    weighted = loss * (self.world * count / max(total, 1))
+                    if last:
+                        return weighted  # `fit` calls backward: the gradients are reduced here
+                    weighted.backward()
+            raise AssertionError("unreachable")
+
+        return loss_batch
+
+    def seen(self, input_batch: torch.Tensor) -> tuple[int, int]:
+        """Tokens and examples of the last global batch (all ranks), for the history's counts."""
+        return (
+            self._seen
+            if self._loss_sum is not None
+            else (input_batch.numel(), input_batch.shape[0])
+        )
+
+    def step_loss(self) -> float:
+        """The last training step's loss on the whole global batch (a collective; for tests and logs)."""
+        assert self._loss_sum is not None, "no training step yet"
+        (loss_sum,) = self.all_sum([float(self._loss_sum)])
+        return loss_sum / max(self._total, 1)
+
+    # -------------------------------------------------------------- checkpoints
+
+    def full_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+        """The single-process `model.state_dict()` and `optimizer.state_dict()` (a collective under FSDP).
+
+        Rank 0 gets them whole; under FSDP the other ranks get empty dicts.
+        """
+        if self.strategy != "fsdp" or not self.grouped:
+            return _plain(model).state_dict(), optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_sd, optim_sd = self._collective(
+            "gathering the state dict", lambda: get_state_dict(model, optimizer, options=options)
+        )
+        return model_sd, (_optim_by_index(optim_sd) if optim_sd else {})
+
+    def restore(self, state: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Load a full (single-process format) checkpoint into this rank's model and optimizer."""
+        if self.strategy != "fsdp" or not self.grouped:
+            _plain(model).load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        names = {id(p): name for name, p in model.named_parameters()}
+        order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+        self._collective(
+            "loading the state dict",
+            lambda: set_state_dict(
+                model,
+                optimizer,
+                model_state_dict=state["model"],
+                optim_state_dict=_optim_by_name(state["optimizer"], order),
+                options=StateDictOptions(full_state_dict=True),
+            ),
+        )
+
+    def unwrap(self, model: nn.Module) -> nn.Module | None:
+        """The trained plain model on rank 0 (None on the others), for the steps after training.
+
+        Under FSDP the shards are gathered (a collective every rank must call).
+        """
+        if self.strategy != "fsdp" or not self.grouped:
+            return _plain(model) if self.is_main else None
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = self._collective(
+            "gathering the model", lambda: get_model_state_dict(model, options=options)
+        )
+        if not self.is_main:
+            return None
+        plain = self._skeleton
+        plain.load_state_dict(full, assign=True)  # the meta parameters become the loaded ones
+        return plain.to(self.device)
+
+
+def _optim_by_index(optim_sd: dict) -> dict:
+    """An optimizer state dict keyed by parameter names (DCP) as `Optimizer.state_dict()` keys it (0, 1, ...)."""
+    names = [n for group in optim_sd["param_groups"] for n in group["params"]]
+    index = {name: i for i, name in enumerate(names)}
+    return {
+        "state": {index[name]: value for name, value in optim_sd["state"].items()},
+        "param_groups": [
+            {**group, "params": [index[n] for n in group["params"]]}
+            for group in optim_sd["param_groups"]
+        ],
+    }
+
+
+def _optim_by_name(optim_sd: dict, order: Sequence[str]) -> dict:
+    """The inverse of `_optim_by_index`: integer keys become the parameter names in `order`."""
+    return {
+        "state": {order[i]: value for i, value in optim_sd["state"].items()},
+        "param_groups": [
+            {**group, "params": [order[i] for i in group["params"]]}
+            for group in optim_sd["param_groups"]
+        ],
+    }
+
+
+# ------------------------------------------------------------------ the session
+
+
+@contextlib.contextmanager
+def session(
+    device: str = "auto",
+    *,
+    strategy: str = "ddp",
+    grad_accum: int = 1,
+    backend: str = "auto",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Iterator[Dist | None]:
+    """Join torchrun's process group for the duration of a run; None when not under torchrun.
+
+    Outside torchrun with `grad_accum > 1` it yields a one-process `Dist` that only
+    accumulates gradients. On ranks other than 0, stdout goes to /dev/null (the book's
+    lines are printed once). Every collective times out after `timeout_s` seconds.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if grad_accum < 1:
+        raise ValueError(f"--grad-accum {grad_accum}: accumulate over at least 1 micro-batch")
+    if not launched():
+        if strategy == "fsdp":
+            raise ValueError(
+                "--strategy fsdp shards over several processes: start the run with "
+                "torchrun --nproc-per-node N (or --nproc-per-node N)"
+            )
+        yield Dist(grad_accum=grad_accum) if grad_accum > 1 else None
+        return
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    dev = _device(device, local_rank)
+    tdist.init_process_group(
+        backend_for(dev, backend),
+        timeout=timedelta(seconds=timeout_s),
+        **({"device_id": dev} if dev.type == "cuda" else {}),
+    )
+    dist = Dist(rank, world, local_rank, dev, strategy, grad_accum, timeout_s)
+    quiet = open(os.devnull, "w") if rank else None  # noqa: SIM115 - closed below
+    try:
+        with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
+            yield dist
+    finally:
+        if quiet:
+            quiet.close()
+        tdist.destroy_process_group()
+
+
+def session_from_args(args) -> contextlib.AbstractContextManager[Dist | None]:
+    """`session` with the flags of `add_flags` (and the run's `--device`)."""
+    return session(
+        getattr(args, "device", "auto"),
+        strategy=args.strategy,
+        grad_accum=args.grad_accum,
+        backend=args.backend,
+        timeout_s=args.dist_timeout,
+    )
+
+
+# ------------------------------------------------------------------ respond (§7.7)
+
+
+def write_test_responses_sharded(
+    dist: Dist,
+    model: nn.Module,
+    tokenizer: Any,
+    test_data: Sequence[dict],
+    device: torch.device | str,
+    out_path: str | os.PathLike,
+    *,
+    max_new_tokens: int = 256,
+    style: str = "alpaca",
+    progress: bool = True,
+) -> list[dict]:
+    """`write_test_responses` with the test entries split over the ranks; rank 0 writes the file.
+
+    Each round, rank r answers the r-th of the next N unanswered entries; rank 0
+    appends the N answers in the book's order and rewrites the file, so a rerun
+    resumes from it as the single-process loop does.
+    """
+    from tqdm import tqdm
+
+    from ftkit.checks import context_length
+    from ftkit.engine.respond import answer, load_done
+    from ftkit.io.files import write_text_atomic
+    from reference.collate import PAD_TOKEN_ID
+
+    out_path = Path(out_path)
+    done = load_done(out_path, test_data)
+    todo = list(test_data[len(done) :])
+    context_size = context_length(model)
+    model.eval()
+    with tqdm(
+        total=len(test_data),
+        initial=len(done),
+        desc="Generating responses",
+        disable=not (progress and dist.is_main),
+    ) as bar:
+        for first in range(0, len(todo), dist.world):
+            batch = todo[first : first + dist.world]
+            mine = batch[dist.rank] if dist.rank < len(batch) else None
+            reply = None
+            if mine is not None:
+                reply = answer(
+                    model,
+                    tokenizer,
+                    mine,
+                    device,
+                    max_new_tokens=max_new_tokens,
+                    context_size=context_size,
+                    eos_id=PAD_TOKEN_ID,
+                    style=style,
+                )
+            replies = dist.gather(reply)
+            done.extend({**e, "model_response": r} for e, r in zip(batch, replies, strict=False))
+            if dist.is_main:
+                write_text_atomic(out_path, json.dumps(done, indent=4))
+            bar.update(len(batch))
+    if dist.is_main and not test_data:
+        write_text_atomic(out_path, json.dumps(done, indent=4))
+    dist.barrier()  # the file is complete before any rank moves on
+    return done
