@@ -166,9 +166,21 @@ def assert_tokens_equal(actual, expected, tokenizer, *, name: str, why: str | No
         assert_equal(actual, expected, name=name, why=why)  # same text, other tokens
         return
     at = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
-    start = max(0, at - 10)
+    # Show whole words: the one before the difference and the one after it.
+    start = max(0, at - 30)
+    start = next((i + 1 for i in range(at - 2, start - 1, -1) if want[i].isspace()), start)
+
+    def to_word_end(text: str) -> int:
+        end = at
+        while end < len(text) and text[end].isspace():
+            end += 1
+        while end < len(text) and not text[end].isspace() and end < at + 30:
+            end += 1
+        return end
+
     raise AssertionError(
-        f"{name} decoded: expected {want[start : at + 10]!r}, got {got[start : at + 10]!r} "
+        f"{name} decoded: expected {want[start : to_word_end(want)]!r}, "
+        f"got {got[start : to_word_end(got)]!r} "
         f"(first difference at character {at}: "
         f"{want[at : at + 1]!r} expected, {got[at : at + 1]!r} found){_because(why)}"
     )
