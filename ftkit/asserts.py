@@ -149,3 +149,38 @@ def assert_equal(actual, expected, *, name: str, why: str | None = None) -> None
             f"{name}[{at}]: expected {expected[at]!r}, got {actual[at]!r}{_because(why)}"
         )
     raise AssertionError(f"{name}: expected {expected!r}, got {actual!r}{_because(why)}")
+
+
+def assert_tokens_equal(actual, expected, tokenizer, *, name: str, why: str | None = None) -> None:
+    """Assert two token-id lists are equal; on a difference show the decoded text around the
+    first differing character (`expected "task. Write", got "task.Write"`), not token ids."""
+    actual, expected = [int(t) for t in actual], [int(t) for t in expected]
+    if actual == expected:
+        return
+    try:
+        got, want = tokenizer.decode(actual), tokenizer.decode(expected)
+    except Exception:  # noqa: BLE001 - ids the tokenizer cannot decode: compare the ids
+        assert_equal(actual, expected, name=name, why=why)
+        return
+    if got == want:
+        assert_equal(actual, expected, name=name, why=why)  # same text, other tokens
+        return
+    at = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
+    # Show whole words: the one before the difference and the one after it.
+    start = max(0, at - 30)
+    start = next((i + 1 for i in range(at - 2, start - 1, -1) if want[i].isspace()), start)
+
+    def to_word_end(text: str) -> int:
+        end = at
+        while end < len(text) and text[end].isspace():
+            end += 1
+        while end < len(text) and not text[end].isspace() and end < at + 30:
+            end += 1
+        return end
+
+    raise AssertionError(
+        f"{name} decoded: expected {want[start : to_word_end(want)]!r}, "
+        f"got {got[start : to_word_end(got)]!r} "
+        f"(first difference at character {at}: "
+        f"{want[at : at + 1]!r} expected, {got[at : at + 1]!r} found){_because(why)}"
+    )

@@ -15,6 +15,7 @@ Exercise keys name them in reports: `calc_loss_batch`, `classifier.calc_loss_bat
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -102,6 +103,7 @@ class Impl:
     def __init__(self, package: str):
         self.package = package
         self.used: list[str] = []
+        self._adapted: dict[str, Any] = {}
         try:
             self._root = importlib.import_module(package)
         except ImportError as err:
@@ -109,6 +111,11 @@ class Impl:
                 f"--impl {package!r}: cannot import it ({err}). Give 'reference', "
                 "'exercises' or an importable package/module with the kit's names."
             ) from err
+        # Adapter hooks (both optional): KEYWORDS = {"custom_collate_fn": {"allowed_max_length":
+        # "allow_max_length"}} maps the book's parameter names to the implementation's;
+        # make_config(book_cfg: dict) turns the book's config dict into the model's config.
+        self.keywords: dict[str, dict[str, str]] = dict(getattr(self._root, "KEYWORDS", {}) or {})
+        self.config_hook = getattr(self._root, "make_config", None)
 
     @property
     def is_reference(self) -> bool:
@@ -124,9 +131,34 @@ class Impl:
             raise
 
     def lookup(self, name: str, short: str | None = None) -> Any:
-        """The implementation's `name` of reference module `short` (default: its first owner)."""
+        """The implementation's `name` of reference module `short` (default: its first owner),
+        adapted by the hooks: renamed keywords mapped, the book's config dict converted."""
         first = module_of().get(name)
         short = short or first
+        key = exercise_key(short, name) if short else name
+        if key not in self._adapted:
+            obj = self._find(name, short, first)
+            self._adapted[key] = adapt(obj, self.keywords.get(key), self._cfg_hook(short, name))
+        return self._adapted[key]
+
+    def _cfg_hook(self, short: str | None, name: str):
+        """make_config for the book's classes built from `cfg` (GPTModel, TransformerBlock, ...)."""
+        if self.config_hook is None or short is None:
+            return None
+        book = getattr(reference_modules()[short], name, None)
+        if not inspect.isclass(book):
+            return None
+        try:
+            params = list(inspect.signature(book).parameters)
+        except (TypeError, ValueError):
+            return None
+        return self.config_hook if params[:1] == ["cfg"] else None
+
+    def make_config(self, book_cfg: dict) -> Any:
+        """The implementation's config for the book's config dict (its `make_config` hook)."""
+        return self.config_hook(dict(book_cfg)) if self.config_hook else book_cfg
+
+    def _find(self, name: str, short: str | None, first: str | None) -> Any:
         if short is not None and short != first:
             # A later chapter's reuse of a name: chapter-qualified in a flat adapter.
             qualified = f"{name}_{short}"
@@ -200,8 +232,13 @@ def provided(package: str) -> set[str]:
 
 def source_of(obj: Any) -> tuple[str, int] | None:
     """`(file, line)` where an implementation's object is defined, or None (built-ins, C code)."""
+    known = getattr(
+        original(obj), "__ftkit_source__", None
+    )  # a notebook's class (ftkit.check.learner)
+    if known:
+        return known
     try:
-        target = inspect.unwrap(obj)
+        target = inspect.unwrap(original(obj))
         path = inspect.getsourcefile(target)
         line = inspect.getsourcelines(target)[1]
     except (TypeError, OSError):
@@ -221,3 +258,166 @@ def source_files(package: str, keys: set[str]) -> set[str]:
         if where:
             files.add(where[0])
     return files
+
+
+# --- adapter hooks: renamed keywords, config objects ---------------------------------------
+
+
+def _renamed(kwargs: dict, mapping: dict[str, str]) -> dict:
+    return {mapping.get(k, k): v for k, v in kwargs.items()}
+
+
+def _book_signature(obj: Any, mapping: dict[str, str]) -> inspect.Signature | None:
+    """The implementation's signature with its parameters renamed back to the book's names."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    back = {theirs: book for book, theirs in mapping.items()}
+    return sig.replace(
+        parameters=[p.replace(name=back.get(p.name, p.name)) for p in sig.parameters.values()]
+    )
+
+
+def adapt(obj: Any, keywords: dict[str, str] | None, cfg_hook: Any = None) -> Any:
+    """`obj` called with the book's keyword names (`keywords`: book -> theirs) and, for a class
+    built from a config, with `cfg_hook(book_cfg)` in place of the book's dict."""
+    if not keywords and cfg_hook is None:
+        return obj
+    keywords = keywords or {}
+    if inspect.isclass(obj):
+        init = obj.__init__
+
+        def init_with_hooks(self, *args, **kwargs):
+            if cfg_hook is not None and args and isinstance(args[0], dict):
+                args = (cfg_hook(dict(args[0])), *args[1:])
+            if cfg_hook is not None and isinstance(kwargs.get("cfg"), dict):
+                kwargs["cfg"] = cfg_hook(dict(kwargs["cfg"]))
+            init(self, *args, **_renamed(kwargs, keywords))
+
+        namespace = {
+            "__init__": init_with_hooks,
+            "__module__": obj.__module__,
+            "__doc__": obj.__doc__,
+        }
+        adapted = type(obj.__name__, (obj,), namespace)
+        adapted.__qualname__ = obj.__qualname__
+    else:
+
+        @functools.wraps(obj)
+        def adapted(*args, **kwargs):
+            return obj(*args, **_renamed(kwargs, keywords))
+
+    signature = _book_signature(obj, keywords)
+    if signature is not None:
+        adapted.__signature__ = signature
+    adapted.__ftkit_original__ = obj
+    return adapted
+
+
+def original(obj: Any) -> Any:
+    """The implementation's own object behind an adapter hook's wrapper."""
+    try:
+        own = vars(obj)
+    except TypeError:
+        return obj
+    return own.get("__ftkit_original__", obj)
+
+
+# --- signatures: the implementation's against the book's -----------------------------------
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _positional(sig: inspect.Signature) -> list[inspect.Parameter]:
+    return [p for p in sig.parameters.values() if p.kind in _POSITIONAL]
+
+
+def signature_difference(ours: Any, book: Any) -> str | None:
+    """ "signature differs: yours (...) — the book's (...)" when a parameter the book passes is
+    renamed, reordered or missing, or a required one is added; else None.
+
+    Only the book's positional parameters count (the kit's keyword-only exercise options, e.g.
+    `style=`, are not the book's); an implementation taking *args/**kwargs cannot be told.
+    """
+    try:
+        mine, theirs = inspect.signature(ours), inspect.signature(book)
+    except (TypeError, ValueError):
+        return None
+    kinds = {p.kind for p in mine.parameters.values()}
+    if inspect.Parameter.VAR_POSITIONAL in kinds or inspect.Parameter.VAR_KEYWORD in kinds:
+        return None
+    book_names = [p.name for p in _positional(theirs)]
+    my_params = _positional(mine)
+    extra_required = [
+        p.name
+        for p in [*my_params[len(book_names) :], *mine.parameters.values()]
+        if p.default is inspect.Parameter.empty
+        and (p.kind == inspect.Parameter.KEYWORD_ONLY or p in my_params[len(book_names) :])
+    ]
+    if [p.name for p in my_params[: len(book_names)]] == book_names and not extra_required:
+        return None
+    yours = [p.name for p in my_params] + [
+        f"*, {p.name}" for p in mine.parameters.values() if p.kind == inspect.Parameter.KEYWORD_ONLY
+    ]
+    return f"signature differs: yours ({', '.join(yours)}) — the book's ({', '.join(book_names)})"
+
+
+def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
+    """Exercise key -> how the implementation's signature differs from the book's (= reference)."""
+    impl, found = Impl(package), {}
+    for key in sorted(keys):
+        short, name = exercise_keys().get(key, ("", key))
+        if not short:
+            continue
+        try:
+            ours = impl.lookup(name, short)
+        except Exception:  # noqa: BLE001 - NotProvided, or a learner's object that breaks lookup
+            continue
+        difference = signature_difference(ours, getattr(reference_modules()[short], name))
+        if difference:
+            found[key] = difference
+    return found
+
+
+# --- which of its own names an implementation's function calls -----------------------------
+
+
+def _functions(obj: Any) -> list[Any]:
+    obj = original(obj)
+    if inspect.isclass(obj):
+        return [
+            inspect.unwrap(v) for v in vars(obj).values() if inspect.isfunction(inspect.unwrap(v))
+        ]
+    target = inspect.unwrap(obj)
+    return [target] if inspect.isfunction(target) else []
+
+
+def _global_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _global_names(const)
+    return names
+
+
+def dependencies(package: str, keys: set[str]) -> dict[str, set[str]]:
+    """Exercise key -> the other exercises (of this implementation) its code calls by name."""
+    impl = Impl(package)
+    objects: dict[str, Any] = {}
+    for key in keys:
+        short, name = exercise_keys().get(key, ("", key))
+        try:
+            objects[key] = original(impl.lookup(name, short or None))
+        except Exception:  # noqa: BLE001
+            continue
+    by_id = {id(obj): key for key, obj in objects.items()}
+    found: dict[str, set[str]] = {}
+    for key, obj in objects.items():
+        for fn in _functions(obj):
+            for name in _global_names(fn.__code__):
+                target = fn.__globals__.get(name)
+                other = by_id.get(id(target)) if target is not None else None
+                if other and other != key:
+                    found.setdefault(key, set()).add(other)
+    return found

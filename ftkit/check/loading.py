@@ -45,6 +45,31 @@ def import_problem(package: str) -> str | None:
     return None
 
 
+def load_problem(impl: str, *, execute: bool = False) -> tuple[object | None, str | None]:
+    """Load a learner's script, notebook or folder (`ftkit.check.learner`): (Loaded, None) or
+    (None, one block saying why not)."""
+    from ftkit.check.learner import LoadError, load
+
+    try:
+        return load(impl, execute=execute), None
+    except (FileNotFoundError, ValueError) as err:
+        if str(err).startswith("--impl"):  # no such path, or not a .py/.ipynb/folder
+            return None, f"ftkit: {err}\nFix the path, then run the check again (no test ran)."
+        return None, describe(impl, impl, err)
+    except LoadError as err:
+        cause = err.__cause__ or err
+        lines = [f"ftkit: running your notebook --impl {impl!r} failed", f"  {err}"]
+        where = _location(cause)
+        if where and where[2]:
+            lines.insert(2, f"    {where[2].strip()}")
+        lines.append("Fix this cell (or check its definitions only, without --execute).")
+        return None, "\n".join(lines)
+    except BaseException as err:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in learner code too
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        return None, describe(impl, impl, err)
+
+
 def describe(package: str, module: str, err: BaseException) -> str:
     """The block for one import failure: where (file:line), the error, and what to do."""
     if (

@@ -42,6 +42,12 @@ BOOK_ONLY_KEY = pytest.StashKey[bool]()
 PROVIDED_KEY = pytest.StashKey[set]()
 # The learner's source files, to point failures at their own lines.
 FILES_KEY = pytest.StashKey[set]()
+# A learner's script/notebook/folder given as --impl: what was loaded and skipped.
+LOADED_KEY = pytest.StashKey[object]()
+# Exercise key -> "signature differs: yours (...) — the book's (...)".
+SIGNATURES_KEY = pytest.StashKey[dict]()
+# Exercise key -> the implementation's other exercises its code calls (for "blocked by").
+DEPENDS_KEY = pytest.StashKey[dict]()
 # Per tests/book function, the names it used (reference runs; tests/kit/test_markers.py reads it).
 USAGE_KEY = pytest.StashKey[UsageRecorder]()
 
@@ -60,6 +66,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="print the exercise table also for --impl reference",
+    )
+    group.addoption(
+        "--execute",
+        action="store_true",
+        default=False,
+        help="--impl NOTEBOOK.ipynb: run it top to bottom (default: load its definitions only)",
     )
     group.addoption(
         "--stage",
@@ -92,14 +104,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     impl_name = _impl_name(config)
     if impl_name == "reference":
         return
-    from ftkit.check.impl import provided, source_files
-    from ftkit.check.loading import import_problem
+    from ftkit.check.impl import dependencies, provided, signature_differences, source_files
+    from ftkit.check.learner import is_path
+    from ftkit.check.loading import import_problem, load_problem
 
-    problem = import_problem(impl_name)
+    problem = None
+    if is_path(impl_name):
+        loaded, problem = load_problem(impl_name, execute=config.getoption("--execute"))
+        if loaded is not None:
+            config.stash[LOADED_KEY] = loaded
+            config.option.impl = impl_name = loaded.name  # tests look the module up by name
+    problem = problem or import_problem(impl_name)
     if problem is None:
         try:
             config.stash[PROVIDED_KEY] = provided(impl_name)
             config.stash[FILES_KEY] = source_files(impl_name, config.stash[PROVIDED_KEY])
+            config.stash[SIGNATURES_KEY] = signature_differences(
+                impl_name, config.stash[PROVIDED_KEY]
+            )
+            config.stash[DEPENDS_KEY] = dependencies(impl_name, config.stash[PROVIDED_KEY])
         except Exception as err:  # noqa: BLE001 - a learner's module can raise anything
             problem = f"ftkit: looking up names in --impl {impl_name!r} failed: {err!r}"
     if problem is None:
@@ -282,6 +305,23 @@ def _learner_frame(excinfo: pytest.ExceptionInfo, files: set[str]) -> str:
     return where
 
 
+def _loaded_lines(loaded, *, verbose: bool, shown: int = 6) -> list[str]:
+    """What was loaded from a learner's script or notebook, and which statements were skipped."""
+    if loaded.executed:
+        return [f"ftkit: ran {loaded.path.name} top to bottom (--execute)"]
+    if not loaded.skipped:
+        return [f"ftkit: loaded {loaded.path.name} (only definitions: nothing to skip)"]
+    lines = [
+        f"ftkit: loaded the definitions of {loaded.path.name}; skipped {len(loaded.skipped)} "
+        "statements that run code (downloads, training, prints; --execute runs a notebook):"
+    ]
+    listed = loaded.skipped if verbose else loaded.skipped[:shown]
+    lines += [f"  {line}" for line in listed]
+    if len(listed) < len(loaded.skipped):
+        lines.append(f"  ... and {len(loaded.skipped) - len(listed)} more (-v lists them)")
+    return lines
+
+
 def _classify(report: pytest.TestReport) -> tuple[str, str]:
     """(outcome, message) of a test report, telling 'not started' and 'not provided' skips apart."""
     if report.passed:
@@ -353,6 +393,7 @@ class ExerciseRecorder:
     def _summary(self, reporter) -> None:
         from ftkit.check.progress import (
             catalog,
+            mark_blocked,
             next_exercise,
             render_next,
             render_table,
@@ -375,6 +416,10 @@ class ExerciseRecorder:
                 ex.outcomes[nodeid] = outcome
                 if outcome in ("failed", EXTRA_FAILED, TIMED_OUT) and not ex.message:
                     ex.message, ex.where = message, where
+        for key, difference in config.stash.get(SIGNATURES_KEY, {}).items():
+            if key in exercises:
+                exercises[key].signature = difference
+        mark_blocked(exercises, config.stash.get(DEPENDS_KEY, {}))
         if config.stash.get(BOOK_ONLY_KEY, False):
             # Its beyond-book tests were skipped before they ran, so nothing recorded what
             # they use: an exercise left with no outcome is one only the kit's extras check.
@@ -388,6 +433,11 @@ class ExerciseRecorder:
             else:
                 write_report(exercises, Path(report_path), impl_name)
             reporter.write_line(f"results written to {report_path}")
+        loaded = config.stash.get(LOADED_KEY, None)
+        if loaded is not None:
+            impl_name = str(loaded.path)
+            for line in _loaded_lines(loaded, verbose=config.getoption("verbose") > 0):
+                reporter.write_line(line)
         reporter.write_sep("=", f"ftkit: exercises of {impl_name}")
         reporter.write_line(render_table(exercises))
         reporter.write_line("")

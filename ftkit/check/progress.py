@@ -37,6 +37,10 @@ SOLVED, FAILING, NOT_STARTED, NOT_PROVIDED, PARTIAL = (
     "not provided",
     "in progress",
 )
+# A name whose parameters are not the book's (renamed, reordered, missing): fix that first.
+SIGNATURE_DIFFERS = "signature differs"
+# A failing exercise whose code calls another of the implementation's failing exercises.
+BLOCKED = "blocked"
 # Outcome of a failed `beyond_book` test: reported, but the book's behaviour is what solves an exercise.
 EXTRA_FAILED = "failed (kit extra)"
 # Outcome of a test stopped by its time limit (pytest-timeout): counts as failing.
@@ -73,9 +77,21 @@ class Exercise:
     outcomes: dict = field(default_factory=dict)  # test id -> outcome
     message: str = ""
     where: str = ""  # the learner's file:line the first failure came from
+    signature: str = ""  # "signature differs: yours (...) — the book's (...)"
+    blocked_by: list[str] = field(default_factory=list)  # failing exercises its code calls
 
     @property
     def status(self) -> str:
+        status = self.tested_status
+        if self.signature and status in (FAILING, SOLVED, PARTIAL):
+            return SIGNATURE_DIFFERS  # its own outcome, not a failure of behaviour
+        if self.blocked_by and status == FAILING:
+            return BLOCKED
+        return status
+
+    @property
+    def tested_status(self) -> str:
+        """The status from the tests' outcomes alone."""
         values = list(self.outcomes.values())
         if not values:
             return NOT_STARTED
@@ -184,11 +200,30 @@ def _own_source(impl: Impl, short: str, name: str) -> tuple[str, int] | None:
         return None
 
 
+def mark_blocked(exercises: dict[str, Exercise], depends: dict[str, set[str]]) -> None:
+    """X is blocked by Y when both fail and X's code calls Y (and Y's does not call X)."""
+    broken = (FAILING, SIGNATURE_DIFFERS)
+    for ex in exercises.values():
+        if ex.tested_status != FAILING:
+            continue
+        ex.blocked_by = [
+            other
+            for other in exercises
+            if other in depends.get(ex.name, ())
+            and ex.name not in depends.get(other, ())
+            and exercises[other].status in broken
+        ]
+
+
+def blocked_text(ex: Exercise) -> str:
+    return f"blocked by {', '.join(ex.blocked_by)} (fix {ex.blocked_by[0]} first)"
+
+
 def next_exercise(exercises: dict[str, Exercise]) -> Exercise | None:
     """The first exercise in book order that is failing, in progress or not started."""
-    for status in (FAILING, PARTIAL, NOT_STARTED):
+    for statuses in ((FAILING, SIGNATURE_DIFFERS), (PARTIAL,), (BLOCKED,), (NOT_STARTED,)):
         for ex in exercises.values():
-            if ex.status == status and ex.outcomes:
+            if ex.status in statuses and ex.outcomes:
                 return ex
     return next((ex for ex in exercises.values() if ex.status == NOT_STARTED), None)
 
@@ -205,11 +240,20 @@ def render_table(exercises: dict[str, Exercise]) -> str:
             for s in (SOLVED, FAILING, PARTIAL, NOT_STARTED, NOT_PROVIDED)
         }
         rows.append((stage, len(members), count))
+    # Columns for the learner-code outcomes only when some exercise has one (same table otherwise).
+    extra = [
+        s for s in (SIGNATURE_DIFFERS, BLOCKED) if any(e.status == s for e in exercises.values())
+    ]
     head = f"{'stage':<18}{'solved':>8}{'failing':>9}{'in progress':>13}{'not started':>13}{'not provided':>14}"
+    head += "".join(f"{s:>{len(s) + 2}}" for s in extra)
     lines = [head, "-" * len(head)]
     for stage, total, c in rows:
         lines.append(
             f"{stage:<18}{c[SOLVED]:>5}/{total:<2}{c[FAILING]:>9}{c[PARTIAL]:>13}{c[NOT_STARTED]:>13}{c[NOT_PROVIDED]:>14}"
+            + "".join(
+                f"{sum(ex.status == s for ex in exercises.values() if ex.stage == stage):>{len(s) + 2}}"
+                for s in extra
+            )
         )
     return "\n".join(lines)
 
@@ -225,9 +269,19 @@ def render_next(ex: Exercise | None, exercises: dict[str, Exercise] | None = Non
             )
         return "Every exercise is solved. Well done!"
     status = {FAILING: "fix", PARTIAL: "finish", NOT_STARTED: "write"}.get(ex.status, "write")
+    if ex.status == SIGNATURE_DIFFERS:
+        status = "fix the signature of"
     text = [f"Next: {status} `{ex.name}` ({ex.stage}, {ex.section or 'see the hint'})"]
     if ex.file:
         text.append(f"  {ex.file}:{ex.line}")
+    if ex.signature:
+        text.append(f"  {ex.signature}")
+        text.append(
+            "  (the kit calls it with the book's parameter names: rename yours, or map them in "
+            "an adapter: KEYWORDS = {" + repr(ex.name) + ": {'book_name': 'your_name'}})"
+        )
+    if ex.status == BLOCKED:
+        text.append(f"  {blocked_text(ex)}")
     text.append(f"  hint: {ex.hint}")
     if ex.message:
         text.append(f"  last failure: {ex.message.splitlines()[0][:200]}")
@@ -246,6 +300,8 @@ def write_report(exercises: dict[str, Exercise], path: Path, impl: str) -> None:
             "status": ex.status,
             "section": ex.section,
             "message": ex.message,
+            "signature": ex.signature,
+            "blocked_by": ex.blocked_by,
             "tests": ex.outcomes,
         }
         for ex in exercises.values()
@@ -263,6 +319,10 @@ def write_gradescope(exercises: dict[str, Exercise], path: Path) -> None:
         if ex.status == NOT_PROVIDED:
             continue
         output = [f"{ex.status} ({ex.stage}, {ex.section or 'see the hint'})"]
+        if ex.signature:
+            output.append(ex.signature)
+        if ex.blocked_by:
+            output.append(blocked_text(ex))
         if ex.status != SOLVED:
             output.append(f"hint: {ex.hint}")
         if ex.message:

@@ -30,9 +30,13 @@ def pytest_args(
     report_format: str = "json",
     timeout: float | None = None,
     verbose: bool = False,
+    execute: bool = False,
 ) -> list[str]:
     """The pytest command line for one check run (tests/book only, selected by marker)."""
-    args = [sys.executable, "-m", "pytest", str(BOOK_TESTS), "--impl", impl, "--ftkit-summary"]
+    # `--impl=PATH` as one word: pytest looks for its ini file above every loose path argument.
+    args = [sys.executable, "-m", "pytest", str(BOOK_TESTS), f"--impl={impl}", "--ftkit-summary"]
+    if execute:
+        args.append("--execute")
     # Skip lines only when asked: the table and "Next:" must stay in view.
     args += ["-v", "-ra"] if verbose else ["-q", "-rfE"]
     args += ["-p", "no:cacheprovider", "--no-header", "--rootdir", str(ROOT), "--tb=short"]
@@ -75,6 +79,10 @@ def check_once(
             file=sys.stderr,
         )
         return 2
+    from ftkit.check.learner import is_path
+
+    if is_path(impl):  # the child runs in the kit's folder: a path relative to ours
+        impl = str(Path(impl).expanduser().resolve())
     args = pytest_args(impl, stage, keyword, report, **opts)
     linux = sys.platform.startswith("linux")
     child = subprocess.Popen(
@@ -90,6 +98,11 @@ def check_once(
 
 def watched_folder(impl: str) -> Path:
     """The folder holding an implementation's source files."""
+    from ftkit.check.learner import is_path
+
+    if is_path(impl):
+        path = Path(impl).expanduser().resolve()
+        return path if path.is_dir() else path.parent
     spec = importlib.util.find_spec(impl)
     if spec is None or spec.origin is None:
         raise SystemExit(f"--impl {impl!r}: cannot find it to watch (is it importable?)")
@@ -113,7 +126,7 @@ def watch(impl: str, keyword: str | None, report: Path | None, **opts) -> int:
 
     class Handler(FileSystemEventHandler):
         def on_modified(self, event):
-            if str(event.src_path).endswith(".py"):
+            if str(event.src_path).endswith((".py", ".ipynb")):
                 changed.add(Path(event.src_path))
 
         on_created = on_modified
@@ -153,7 +166,12 @@ def run(args: argparse.Namespace) -> int:
     report = args.report
     if args.report_format == "gradescope" and report is None:
         report = Path("results.json")
-    opts = {"report_format": args.report_format, "timeout": args.timeout, "verbose": args.verbose}
+    opts = {
+        "report_format": args.report_format,
+        "timeout": args.timeout,
+        "verbose": args.verbose,
+        "execute": args.execute,
+    }
     code = check_once(args.impl, args.stage, args.keyword, report, **opts)
     if args.watch:
         return watch(args.impl, args.keyword, report, **opts)

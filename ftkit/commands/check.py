@@ -18,7 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--impl",
         default="exercises",
-        help="exercises (default), reference, or an importable package/adapter module",
+        help="exercises (default), reference, an importable package/adapter module, or a path "
+        "to your .py script, .ipynb notebook or folder (definitions only, see --execute)",
+    )
+    parser.add_argument(
+        "--execute",
+        action="store_true",
+        help="--impl NOTEBOOK.ipynb: run it top to bottom first (default: its definitions only)",
     )
     parser.add_argument("--stage", help="only this book stage (e.g. collate, model, data, LoRA)")
     parser.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")

@@ -36,6 +36,8 @@ def test_your_dataset_and_collate_cut_alpaca_entries_to_512_tokens(impl, ref, al
     assert_equal(data, alpaca_entries(), name="entries of the Alpaca-format file")
     train, _, _ = ref.split_data(data)
     collate = partial(impl.custom_collate_fn, allowed_max_length=512)
-    loader = DataLoader(impl.InstructionDataset(train, get_tokenizer()), 4, collate_fn=collate)
+    loader = DataLoader(
+        impl.InstructionDataset(train, tokenizer=get_tokenizer()), 4, collate_fn=collate
+    )
     widths = [inputs.shape[1] for inputs, _ in loader]
     assert max(widths) == 512, f"long entries must be cut to 512 tokens (exercise 7.3); {widths}"

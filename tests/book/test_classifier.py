@@ -183,21 +183,21 @@ def test_unknown_trainable_choice_is_a_clear_error(impl, ref):
 def test_accuracy_counts_argmax_of_the_last_token(impl):
     loader = vote_loader()
     assert_close(
-        impl.calc_accuracy_loader(loader, TokenVotes(), "cpu"),
+        impl.calc_accuracy_loader(loader, model=TokenVotes(), device="cpu"),
         5 / 12,
         name="accuracy (all batches)",
         atol=1e-12,
         why="the prediction is the argmax of the last token's logits (§6.6)",
     )
     assert_close(
-        impl.calc_accuracy_loader(loader, TokenVotes(), "cpu", num_batches=2),
+        impl.calc_accuracy_loader(loader, model=TokenVotes(), device="cpu", num_batches=2),
         5 / 8,
         name="accuracy (num_batches=2)",
         atol=1e-12,
         why="num_batches limits scoring to the first batches (§6.6)",
     )
     assert_close(
-        impl.calc_accuracy_loader(loader, TokenVotes(), "cpu", num_batches=99),
+        impl.calc_accuracy_loader(loader, model=TokenVotes(), device="cpu", num_batches=99),
         5 / 12,
         name="accuracy (num_batches > len(loader))",
         atol=1e-12,
@@ -208,7 +208,9 @@ def test_accuracy_counts_argmax_of_the_last_token(impl):
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("6.3")
 def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
-    accuracy = impl.calc_accuracy_loader(vote_loader(), TokenVotes(), "cpu", token_position="first")
+    accuracy = impl.calc_accuracy_loader(
+        vote_loader(), model=TokenVotes(), device="cpu", token_position="first"
+    )
     assert_close(
         accuracy,
         1.0,
@@ -221,7 +223,7 @@ def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
 @pytest.mark.exercise("calc_accuracy_loader")
 def test_accuracy_puts_the_model_in_eval_mode(impl):
     model = TokenVotes().train()
-    impl.calc_accuracy_loader(vote_loader(), model, "cpu")
+    impl.calc_accuracy_loader(vote_loader(), model=model, device="cpu")
     assert not model.training, "calc_accuracy_loader must call model.eval() (dropout off) (§6.6)"
 
 
@@ -231,7 +233,9 @@ def test_accuracy_puts_the_model_in_eval_mode(impl):
 def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
     inputs, targets = next(iter(vote_loader()))  # last tokens 1,1,0,0; all targets 1
     right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
-    loss = impl.of("classifier").calc_loss_batch(inputs, targets, TokenVotes(), "cpu")
+    loss = impl.of("classifier").calc_loss_batch(
+        inputs, target_batch=targets, model=TokenVotes(), device="cpu"
+    )
     assert_close(
         loss.item(),
         (2 * right + 2 * wrong) / 4,
@@ -240,7 +244,7 @@ def test_loss_batch_is_cross_entropy_of_the_chosen_token(impl):
         why="cross-entropy of the last token's 2 logits against the class index, averaged (§6.6)",
     )
     first = impl.of("classifier").calc_loss_batch(
-        inputs, targets, TokenVotes(), "cpu", token_position="first"
+        inputs, target_batch=targets, model=TokenVotes(), device="cpu", token_position="first"
     )
     assert_close(first.item(), right, name="loss (first token, exercise 6.3)", atol=1e-5)
 
@@ -251,22 +255,24 @@ def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
     batch_losses = [(2 * right + 2 * wrong) / 4, (3 * right + wrong) / 4, wrong]
     loader = vote_loader()
     assert_close(
-        impl.of("classifier").calc_loss_loader(loader, TokenVotes(), "cpu"),
+        impl.of("classifier").calc_loss_loader(loader, model=TokenVotes(), device="cpu"),
         sum(batch_losses) / 3,
         name="loss over all batches",
         atol=1e-5,
         why="the loader loss is the mean of the batch losses (§6.6)",
     )
     assert_close(
-        impl.of("classifier").calc_loss_loader(loader, TokenVotes(), "cpu", num_batches=2),
+        impl.of("classifier").calc_loss_loader(
+            loader, model=TokenVotes(), device="cpu", num_batches=2
+        ),
         sum(batch_losses[:2]) / 2,
         name="loss over 2 batches",
         atol=1e-5,
     )
     empty = DataLoader(TensorDataset(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0)))
-    assert math.isnan(impl.of("classifier").calc_loss_loader(empty, TokenVotes(), "cpu")), (
-        "an empty loader gives NaN, as the book's calc_loss_loader (§6.6)"
-    )
+    assert math.isnan(
+        impl.of("classifier").calc_loss_loader(empty, model=TokenVotes(), device="cpu")
+    ), "an empty loader gives NaN, as the book's calc_loss_loader (§6.6)"
 
 
 def test_loss_rejects_labels_outside_the_classes(ref):
@@ -279,7 +285,7 @@ def test_loss_rejects_labels_outside_the_classes(ref):
 def test_evaluate_model_returns_both_losses_and_restores_train_mode(impl):
     model = TokenVotes().train()
     train_loss, val_loss = impl.of("classifier").evaluate_model(
-        model, vote_loader(), vote_loader(), "cpu", 1
+        model, train_loader=vote_loader(), val_loader=vote_loader(), device="cpu", eval_iter=1
     )
     right, wrong = math.log(1 + math.exp(-5)), math.log(1 + math.exp(5))
     assert_close(
@@ -303,7 +309,14 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     torch.manual_seed(123)
     result = impl.train_classifier_simple(
-        model, loader, loader, optimizer, "cpu", num_epochs=6, eval_freq=2, eval_iter=1
+        model,
+        train_loader=loader,
+        val_loader=loader,
+        optimizer=optimizer,
+        device="cpu",
+        num_epochs=6,
+        eval_freq=2,
+        eval_iter=1,
     )
     train_losses, val_losses, train_accs, val_accs, examples_seen = result
     after = ref.of("classifier").calc_loss_loader(loader, model, "cpu")
@@ -346,7 +359,9 @@ def biased_classifier(ref, prefer: int, **overrides) -> nn.Module:
 @pytest.mark.parametrize(("prefer", "label"), [(1, "spam"), (0, "not spam")])
 def test_classify_review_maps_class_1_to_spam(impl, ref, prefer, label):
     model = biased_classifier(ref, prefer)
-    got = impl.classify_review("You won a prize!", model, get_tokenizer(), "cpu", max_length=12)
+    got = impl.classify_review(
+        "You won a prize!", model=model, tokenizer=get_tokenizer(), device="cpu", max_length=12
+    )
     assert_equal(got, label, name="classify_review", why="label 1 is spam, 0 is not spam (§6.8)")
 
 
@@ -357,7 +372,7 @@ def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
     seen = []
     model.register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))
     tokenizer = get_tokenizer()
-    impl.classify_review("Hi there", model, tokenizer, "cpu", max_length=10)
+    impl.classify_review("Hi there", model=model, tokenizer=tokenizer, device="cpu", max_length=10)
     expected = tokenizer.encode("Hi there") + [50256] * 8
     assert_tensor_equal(
         seen[-1],
@@ -366,11 +381,11 @@ def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
         why="the text is padded with <|endoftext|> to the training length (§6.8)",
     )
     long_text = "spam " * 100
-    impl.classify_review(long_text, model, tokenizer, "cpu", max_length=10)
+    impl.classify_review(long_text, model=model, tokenizer=tokenizer, device="cpu", max_length=10)
     assert_tensor_equal(
         seen[-1], [tokenizer.encode(long_text)[:10]], name="model input (long text)"
     )
-    impl.classify_review(long_text, model, tokenizer, "cpu")
+    impl.classify_review(long_text, model=model, tokenizer=tokenizer, device="cpu")
     assert_equal(
         list(seen[-1].shape),
         [1, 16],
@@ -383,7 +398,13 @@ def test_classify_review_pads_and_truncates_to_max_length(impl, ref):
 @pytest.mark.beyond_book
 def test_classify_review_rejects_empty_text(impl, ref):
     with pytest.raises(ValueError, match="empty"):
-        impl.classify_review("  ", biased_classifier(ref, 1), get_tokenizer(), "cpu", 8)
+        impl.classify_review(
+            "  ",
+            model=biased_classifier(ref, 1),
+            tokenizer=get_tokenizer(),
+            device="cpu",
+            max_length=8,
+        )
 
 
 @pytest.mark.exercise("classifier.calc_loss_batch")
@@ -401,7 +422,9 @@ def test_padding_to_the_full_context_exercise_6_1(impl, ref, golden, tmp_path):
         why="exercise 6.1 pads every text to the model's 1024-token context",
     )
     model = ref.add_classification_head(tiny_gpt(ref, context_length=1024))
-    loss = impl.of("classifier").calc_loss_batch(inputs, targets, model, "cpu")
+    loss = impl.of("classifier").calc_loss_batch(
+        inputs, target_batch=targets, model=model, device="cpu"
+    )
     assert torch.isfinite(loss), "the classifier must handle texts padded to the full context"
 
 
@@ -442,10 +465,10 @@ def test_five_epoch_run_reaches_the_book_accuracies(impl, ref, golden, pretraine
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     impl.train_classifier_simple(
         model,
-        train_loader,
-        val_loader,
-        optimizer,
-        "cpu",
+        train_loader=train_loader,
+        val_loader=val_loader,
+        optimizer=optimizer,
+        device="cpu",
         num_epochs=hp["num_epochs"],
         eval_freq=hp["eval_freq"],
         eval_iter=hp["eval_iter"],

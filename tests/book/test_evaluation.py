@@ -61,7 +61,7 @@ def test_extract_response_on_the_books_first_test_entry(impl, ref, book_entries)
     prompt = ref.format_input(entry)
     generated = f"{prompt}\n\n### Response:\n{entry['model_response']}  \n"
     assert_equal(
-        impl.extract_response(generated, prompt),
+        impl.extract_response(generated, input_text=prompt),
         "The car is as fast as a bullet.",
         name="response",
         why=WHY_EXTRACT,
@@ -75,7 +75,7 @@ def test_extract_response_phi3_style(impl, ref, book_entries):
     prompt = ref.format_input(entry, style="phi3")
     generated = f"{prompt}\n<|assistant|>:\n{entry['model_response']}"
     assert_equal(
-        impl.extract_response(generated, prompt, style="phi3"),
+        impl.extract_response(generated, input_text=prompt, style="phi3"),
         entry["model_response"],
         name="response",
         why="exercise 7.1's Phi-3 prompt: the answer follows the '<|assistant|>:' tag",
@@ -86,7 +86,7 @@ def test_extract_response_phi3_style(impl, ref, book_entries):
 @pytest.mark.beyond_book
 def test_extract_response_rejects_text_without_the_prompt(impl):
     with pytest.raises(ValueError, match="does not start with the prompt"):
-        impl.extract_response("The car is as fast as a bullet.", "### Instruction:")
+        impl.extract_response("The car is as fast as a bullet.", input_text="### Instruction:")
 
 
 # --- generate_test_responses ----------------------------------------------------------
@@ -95,7 +95,11 @@ def test_extract_response_rejects_text_without_the_prompt(impl):
 @pytest.mark.exercise("generate_test_responses")
 def test_responses_are_the_books_greedy_generations(impl, tiny_model, test_entries, expected):
     answered = impl.generate_test_responses(
-        tiny_model, get_tokenizer(), test_entries, "cpu", MAX_NEW
+        tiny_model,
+        tokenizer=get_tokenizer(),
+        test_data=test_entries,
+        device="cpu",
+        max_new_tokens=MAX_NEW,
     )
     assert_equal(
         answered,

@@ -43,7 +43,9 @@ class FixedLogits(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         self.seen_lengths.append(idx.shape[1])
         self.grad_enabled.append(torch.is_grad_enabled())
-        return self.logits.expand(idx.shape[0], idx.shape[1], -1)
+        # A fresh tensor each call (not a view of the one it keeps), as a real model returns:
+        # a learner's in-place `logits /= temperature` must not compound across steps.
+        return self.logits.expand(idx.shape[0], idx.shape[1], -1).clone()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def tokenizer():
 @pytest.mark.exercise("text_to_token_ids")
 def test_text_to_token_ids_adds_the_batch_dimension(impl, golden, tokenizer):
     g = golden("generation")
-    ids = impl.text_to_token_ids("Every effort moves you", tokenizer)
+    ids = impl.text_to_token_ids("Every effort moves you", tokenizer=tokenizer)
     assert_tensor_equal(
         ids, g["every_effort_ids"], name="text_to_token_ids", why="shape (1, tokens) (§5.1)"
     )
@@ -75,7 +77,7 @@ def test_text_to_token_ids_adds_the_batch_dimension(impl, golden, tokenizer):
 
 @pytest.mark.exercise("text_to_token_ids")
 def test_text_to_token_ids_allows_end_of_text(impl, tokenizer):
-    ids = impl.text_to_token_ids("Hi<|endoftext|>", tokenizer)
+    ids = impl.text_to_token_ids("Hi<|endoftext|>", tokenizer=tokenizer)
     assert_equal(
         ids[0, -1].item(), 50256, name="last id", why="<|endoftext|> is one special token (§2.5)"
     )
@@ -84,7 +86,7 @@ def test_text_to_token_ids_allows_end_of_text(impl, tokenizer):
 @pytest.mark.exercise("token_ids_to_text")
 def test_token_ids_to_text_round_trips(impl, golden, tokenizer):
     g = golden("generation")
-    text = impl.token_ids_to_text(torch.tensor(g["hello_output_ids"]), tokenizer)
+    text = impl.token_ids_to_text(torch.tensor(g["hello_output_ids"]), tokenizer=tokenizer)
     assert_equal(text, g["hello_output_text"], name="decoded text", why="(§4.7, §5.1)")
 
 
@@ -97,7 +99,7 @@ def test_untrained_gpt2_small_continues_hello_as_the_book_prints(impl, ref, gold
     torch.manual_seed(123)
     model = ref.GPTModel(BOOK_124M).eval()
     idx = torch.tensor([g["hello_prompt_ids"]])
-    out = impl.generate_text_simple(model, idx, max_new_tokens=6, context_size=1024)
+    out = impl.generate_text_simple(model, idx=idx, max_new_tokens=6, context_size=1024)
     why = "greedy decoding appends the argmax token 6 times; the model is the book's under seed 123 (§4.7)"
     assert_tensor_equal(out, g["hello_output_ids"], name="generated ids", why=why)
     assert_equal(tokenizer.decode(out[0].tolist()), g["hello_output_text"], name="text")
@@ -111,10 +113,13 @@ def test_untrained_gpt2_small_continues_every_effort_as_the_book_prints(impl, re
     model = ref.GPTModel({**BOOK_124M, "context_length": 256}).eval()
     tokenizer = get_tokenizer()
     out = impl.generate_text_simple(
-        model, impl.text_to_token_ids("Every effort moves you", tokenizer), 10, 256
+        model,
+        idx=impl.text_to_token_ids("Every effort moves you", tokenizer=tokenizer),
+        max_new_tokens=10,
+        context_size=256,
     )
     assert_equal(
-        impl.token_ids_to_text(out, tokenizer),
+        impl.token_ids_to_text(out, tokenizer=tokenizer),
         g["untrained_every_effort_text"],
         name="generated text",
         why="the book's GPT_CONFIG_124M with context_length 256, untrained (§5.1)",
@@ -130,7 +135,12 @@ def toy_counts(impl, golden, temperature: float, top_k: int | None = None) -> li
     model = FixedLogits(g["toy_next_token_logits"])
     torch.manual_seed(123)
     out = impl.generate(
-        model, torch.zeros(1, 1, dtype=torch.long), 1000, 1, temperature=temperature, top_k=top_k
+        model,
+        idx=torch.zeros(1, 1, dtype=torch.long),
+        max_new_tokens=1000,
+        context_size=1,
+        temperature=temperature,
+        top_k=top_k,
     )
     return torch.bincount(out[0, 1:], minlength=len(g["toy_vocab"])).tolist()
 
@@ -192,7 +202,7 @@ def prompt() -> torch.Tensor:
 def test_generate_equals_the_book_package_token_for_token(impl, tiny, kwargs):
     # 20 new tokens with context_size 6 crops the input on most steps.
     torch.manual_seed(7)
-    ours = impl.generate(tiny, prompt(), 20, 6, **kwargs)
+    ours = impl.generate(tiny, idx=prompt(), max_new_tokens=20, context_size=6, **kwargs)
     torch.manual_seed(7)
     theirs = book5.generate(tiny, prompt(), 20, 6, **kwargs)
     assert_tensor_equal(
@@ -205,16 +215,16 @@ def test_generate_equals_the_book_package_token_for_token(impl, tiny, kwargs):
 
 @pytest.mark.exercise("generate_text_simple")
 def test_generate_text_simple_equals_the_book_package(impl, tiny):
-    ours = impl.generate_text_simple(tiny, prompt(), 15, 6)
+    ours = impl.generate_text_simple(tiny, idx=prompt(), max_new_tokens=15, context_size=6)
     theirs = book4.generate_text_simple(tiny, prompt(), 15, 6)
     assert_tensor_equal(ours, theirs, name="generated ids", why="greedy decoding (§4.7)")
 
 
 @pytest.mark.exercise("generate")
 def test_eos_stops_without_appending_it_as_the_book(impl, tiny):
-    greedy = impl.generate(tiny, prompt(), 10, 6)
+    greedy = impl.generate(tiny, idx=prompt(), max_new_tokens=10, context_size=6)
     eos_id = int(greedy[0, 7])  # the 4th new token
-    ours = impl.generate(tiny, prompt(), 10, 6, eos_id=eos_id)
+    ours = impl.generate(tiny, idx=prompt(), max_new_tokens=10, context_size=6, eos_id=eos_id)
     theirs = book5.generate(tiny, prompt(), 10, 6, eos_id=eos_id)
     assert_tensor_equal(ours, theirs, name="ids with eos_id", why="(§5.3)")
     first = next(i for i in range(4, 14) if int(greedy[0, i]) == eos_id)
@@ -229,7 +239,7 @@ def test_eos_stops_without_appending_it_as_the_book(impl, tiny):
 @pytest.mark.exercise("generate")
 def test_generate_crops_to_the_last_context_size_tokens(impl, golden):
     model = FixedLogits(golden("generation")["toy_next_token_logits"])
-    impl.generate(model, torch.zeros(1, 3, dtype=torch.long), 6, 4)
+    impl.generate(model, idx=torch.zeros(1, 3, dtype=torch.long), max_new_tokens=6, context_size=4)
     assert_equal(
         model.seen_lengths,
         [3, 4, 4, 4, 4, 4],
@@ -241,15 +251,25 @@ def test_generate_crops_to_the_last_context_size_tokens(impl, golden):
 @pytest.mark.exercise("generate", "generate_text_simple")
 def test_generation_runs_without_grad_and_keeps_the_models_mode(impl, golden):
     model = FixedLogits(golden("generation")["toy_next_token_logits"]).train()
-    impl.generate(model, torch.zeros(1, 1, dtype=torch.long), 3, 4, temperature=1.0)
-    impl.generate_text_simple(model, torch.zeros(1, 1, dtype=torch.long), 3, 4)
+    impl.generate(
+        model,
+        idx=torch.zeros(1, 1, dtype=torch.long),
+        max_new_tokens=3,
+        context_size=4,
+        temperature=1.0,
+    )
+    impl.generate_text_simple(
+        model, idx=torch.zeros(1, 1, dtype=torch.long), max_new_tokens=3, context_size=4
+    )
     assert_equal(model.grad_enabled, [False] * 6, name="grad enabled during generation")
     assert model.training, "generation must not switch the model to eval mode behind the caller"
 
 
 @pytest.mark.exercise("generate")
 def test_zero_new_tokens_returns_the_prompt(impl, tiny):
-    assert_tensor_equal(impl.generate(tiny, prompt(), 0, 6), prompt(), name="ids")
+    assert_tensor_equal(
+        impl.generate(tiny, idx=prompt(), max_new_tokens=0, context_size=6), prompt(), name="ids"
+    )
 
 
 # --- the kit's guarantees: clear errors -----------------------------------------------------

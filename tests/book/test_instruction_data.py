@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ftkit.asserts import assert_equal, assert_tensor_equal
+from ftkit.asserts import assert_equal, assert_tensor_equal, assert_tokens_equal
 from ftkit.data.instruction import load_instruction_data
 
 pytestmark = pytest.mark.stage("instruction SFT")
@@ -117,11 +117,12 @@ def test_bad_fractions(impl, data, train_frac, test_frac):
 @pytest.mark.exercise("InstructionDataset")
 @pytest.mark.parametrize("index", [50, 999])
 def test_dataset_items_are_the_tokenized_prompt_and_response(impl, data, tokenizer, g, index):
-    dataset = impl.InstructionDataset([data[index], data[0]], tokenizer)
+    dataset = impl.InstructionDataset([data[index], data[0]], tokenizer=tokenizer)
     assert len(dataset) == 2, "len(dataset) is the number of entries"
-    assert_equal(
+    assert_tokens_equal(
         list(dataset[0]),
         tokenizer.encode(g[f"entry_{index}_formatted"]),
+        tokenizer,
         name="dataset[0]",
         why="format_input(entry) + '\\n\\n### Response:\\n' + output, pre-tokenized (book §7.3)",
     )
@@ -131,11 +132,12 @@ def test_dataset_items_are_the_tokenized_prompt_and_response(impl, data, tokeniz
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.1")
 def test_dataset_phi3_style(impl, data, tokenizer, g):
-    dataset = impl.InstructionDataset([data[50]], tokenizer, style="phi3")
+    dataset = impl.InstructionDataset([data[50]], tokenizer=tokenizer, style="phi3")
     text = g["entry_50_phi3_input"] + g["phi3_response_prefix"] + data[50]["output"]
-    assert_equal(
+    assert_tokens_equal(
         list(dataset[0]),
         tokenizer.encode(text),
+        tokenizer,
         name="dataset[0]",
         why="exercise 7.1's solution appends '\\n<|assistant|>:\\n' + output",
     )
@@ -145,7 +147,7 @@ def test_dataset_phi3_style(impl, data, tokenizer, g):
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("7.2")
 def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer, g):
-    dataset = impl.InstructionDataset([data[50]], tokenizer, mask_instruction=True)
+    dataset = impl.InstructionDataset([data[50]], tokenizer=tokenizer, mask_instruction=True)
     prompt_length, token_ids = dataset[0]
     assert_equal(
         prompt_length,
@@ -153,21 +155,23 @@ def test_masked_dataset_items_carry_the_prompt_length(impl, ref, data, tokenizer
         name="prompt_length",
         why="the token count of format_input(entry) alone (exercise 7.2)",
     )
-    assert_equal(list(token_ids), tokenizer.encode(g["entry_50_formatted"]), name="token_ids")
+    assert_tokens_equal(
+        list(token_ids), tokenizer.encode(g["entry_50_formatted"]), tokenizer, name="token_ids"
+    )
 
 
 @pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 def test_dataset_bad_entry_names_its_index(impl, tokenizer, data):
     with pytest.raises(ValueError, match=r"entry 1.*'output'"):
-        impl.InstructionDataset([data[0], {"instruction": "x", "input": ""}], tokenizer)
+        impl.InstructionDataset([data[0], {"instruction": "x", "input": ""}], tokenizer=tokenizer)
 
 
 @pytest.mark.exercise("InstructionDataset")
 @pytest.mark.beyond_book
 def test_dataset_unknown_style(impl, tokenizer, data):
     with pytest.raises(ValueError, match="style"):
-        impl.InstructionDataset([data[0]], tokenizer, style="nope")
+        impl.InstructionDataset([data[0]], tokenizer=tokenizer, style="nope")
 
 
 # --- the book's §7.3 loaders, built from your dataset and collate function -----------------
@@ -178,7 +182,7 @@ def book_loaders(impl, tokenizer, train, val):
     collate = partial(impl.custom_collate_fn, device="cpu", allowed_max_length=1024)
     torch.manual_seed(123)
     train_loader = DataLoader(
-        impl.InstructionDataset(train, tokenizer),
+        impl.InstructionDataset(train, tokenizer=tokenizer),
         batch_size=8,
         collate_fn=collate,
         shuffle=True,
@@ -186,7 +190,7 @@ def book_loaders(impl, tokenizer, train, val):
         num_workers=0,
     )
     val_loader = DataLoader(
-        impl.InstructionDataset(val, tokenizer),
+        impl.InstructionDataset(val, tokenizer=tokenizer),
         batch_size=8,
         collate_fn=collate,
         shuffle=False,

@@ -78,7 +78,7 @@ def test_query_model_joins_the_stream_and_sends_the_books_options(impl, golden):
 @pytest.mark.exercise("query_model")
 def test_query_model_asks_the_model_given(impl):
     with running_fake_ollama(answer="42", models=("qwen3:8b",)) as fake:
-        assert_equal(impl.query_model("q", "qwen3:8b", fake.url), "42", name="answer")
+        assert_equal(impl.query_model("q", model="qwen3:8b", url=fake.url), "42", name="answer")
     assert_equal(fake.requests[0]["model"], "qwen3:8b", name="model sent")
 
 
@@ -89,7 +89,7 @@ def test_query_model_asks_the_model_given(impl):
 def test_scores_use_the_books_prompt_in_entry_order(impl, ref, golden, responses, fake_query):
     calls, answers = fake_query
     answers += ["85", "40", "100"]
-    scores = impl.generate_model_scores(responses[:3], "model_response")
+    scores = impl.generate_model_scores(responses[:3], json_key="model_response")
     assert_equal(scores, [85, 40, 100], name="scores", why="one int per entry, in order (§7.8)")
     template = golden("evaluation")["judge_prompt_template"]
     for (prompt, model), entry in zip(calls, responses[:3]):
@@ -105,7 +105,11 @@ def test_json_key_and_model_are_used(impl, responses, fake_query):
     calls, answers = fake_query
     answers += ["7"]
     entry = dict(responses[0], other_response="A different answer.")
-    assert_equal(impl.generate_model_scores([entry], "other_response", "phi3"), [7], name="scores")
+    assert_equal(
+        impl.generate_model_scores([entry], json_key="other_response", model="phi3"),
+        [7],
+        name="scores",
+    )
     ((prompt, model),) = calls
     assert "`A different answer.`" in prompt, "the response scored is entry[json_key]"
     assert_equal(model, "phi3", name="model", why="generate_model_scores passes model on")
@@ -115,7 +119,7 @@ def test_json_key_and_model_are_used(impl, responses, fake_query):
 def test_an_answer_that_is_no_integer_is_reported_and_skipped(impl, responses, fake_query, capsys):
     _, answers = fake_query
     answers += ["60", "I refuse to grade this.", "75"]
-    scores = impl.generate_model_scores(responses[:3], "model_response")
+    scores = impl.generate_model_scores(responses[:3], json_key="model_response")
     assert_equal(scores, [60, 75], name="scores", why="the book skips answers int() cannot read")
     captured = capsys.readouterr()
     assert "Could not convert score: I refuse to grade this." in captured.out, captured.out

@@ -27,7 +27,7 @@ def token_batch(seed: int = 0) -> torch.Tensor:
 @pytest.mark.exercise("LoRALayer")
 def test_lora_layer_is_initialised_as_the_book(impl):
     torch.manual_seed(123)
-    layer = impl.LoRALayer(16, 24, RANK, ALPHA)
+    layer = impl.LoRALayer(16, out_dim=24, rank=RANK, alpha=ALPHA)
     torch.manual_seed(123)
     expected_A = torch.empty(16, RANK)
     nn.init.kaiming_uniform_(expected_A, a=math.sqrt(5))
@@ -51,7 +51,7 @@ def test_lora_layer_is_initialised_as_the_book(impl):
 @pytest.mark.exercise("LoRALayer")
 def test_lora_layer_computes_alpha_x_a_b(impl):
     torch.manual_seed(1)
-    layer = impl.LoRALayer(16, 24, RANK, ALPHA)
+    layer = impl.LoRALayer(16, out_dim=24, rank=RANK, alpha=ALPHA)
     with torch.no_grad():
         layer.B.normal_()
     x = torch.randn(3, 5, 16)
@@ -73,7 +73,7 @@ def test_lora_layer_rejects_a_zero_rank(ref):
 def test_linear_with_lora_starts_equal_to_the_wrapped_layer(impl):
     torch.manual_seed(2)
     linear = nn.Linear(16, 24)
-    wrapped = impl.LinearWithLoRA(linear, RANK, ALPHA)
+    wrapped = impl.LinearWithLoRA(linear, rank=RANK, alpha=ALPHA)
     x = torch.randn(4, 16)
     assert wrapped.linear is linear, "LinearWithLoRA keeps the original layer as `.linear`"
     assert_tensor_equal(
@@ -92,7 +92,7 @@ def test_replace_linear_with_lora_wraps_every_linear_and_keeps_outputs(impl, ref
     x = token_batch()
     with torch.no_grad():
         before = model(x)
-    impl.replace_linear_with_lora(model, RANK, ALPHA)
+    impl.replace_linear_with_lora(model, rank=RANK, alpha=ALPHA)
     wrapped = [m for m in model.modules() if isinstance(m, impl.LinearWithLoRA)]
     bare = [
         name
@@ -154,7 +154,7 @@ def test_book_parameter_counts_for_the_124m_classifier(impl, golden):
         why="freeze the whole model before adding LoRA (book Appendix E)",
     )
     with torch.device("meta"):
-        impl.replace_linear_with_lora(model, 16, 16)
+        impl.replace_linear_with_lora(model, rank=16, alpha=16)
     assert_equal(
         impl.count_trainable_parameters(model),
         counts["lora_trainable_rank16"],
@@ -196,7 +196,7 @@ def test_training_changes_only_lora_weights(ref):
 @pytest.mark.exercise("LinearWithLoRA", "merge_lora")
 def test_merge_lora_gives_a_plain_linear_with_the_same_outputs(impl):
     torch.manual_seed(3)
-    wrapped = impl.LinearWithLoRA(nn.Linear(16, 24), RANK, ALPHA)
+    wrapped = impl.LinearWithLoRA(nn.Linear(16, 24), rank=RANK, alpha=ALPHA)
     with torch.no_grad():
         wrapped.lora.B.normal_(std=0.1)
     merged = impl.merge_lora(wrapped)
@@ -219,7 +219,7 @@ def test_merged_model_matches_the_trained_lora_model(impl, ref):
     plain_keys = list(model.state_dict())
     # LoRA's own classes interlock (merging looks for its LinearWithLoRA), so all from impl.
     impl.freeze_model(model)
-    impl.replace_linear_with_lora(model, RANK, ALPHA)
+    impl.replace_linear_with_lora(model, rank=RANK, alpha=ALPHA)
     train_a_few_steps(model)
     x = token_batch(seed=99)
     with torch.no_grad():

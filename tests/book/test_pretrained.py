@@ -44,7 +44,7 @@ def test_your_load_weights_into_gpt_matches_the_reference_on_gpt2_124m(
 ):
     _settings, params = gpt2_params("124M")
     model = ref.GPTModel(ref.get_config("124M"))
-    impl.load_weights_into_gpt(model, params)
+    impl.load_weights_into_gpt(model, params=params)
     model.eval()
     token_ids = ref.text_to_token_ids("Every effort moves you", ref.get_tokenizer())
     with torch.no_grad():

@@ -70,7 +70,7 @@ def test_balanced_dataset_is_the_books_sample(impl, raw):
 @pytest.mark.exercise("random_split")
 def test_random_split_sizes(impl, ref, raw, g):
     balanced = map_labels(ref.create_balanced_dataset(raw))
-    train, validation, test = impl.random_split(balanced, 0.7, 0.1)
+    train, validation, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
     sizes = [len(train), len(validation), len(test)]
     assert_equal(sizes, g["split_sizes"], name="split sizes", why="70/10/20 of 1494 (book §6.2)")
     together = pd.concat([train, validation, test])
@@ -81,7 +81,7 @@ def test_random_split_sizes(impl, ref, raw, g):
 @pytest.mark.exercise("random_split")
 def test_random_split_is_the_books_shuffle(impl, ref, raw):
     balanced = map_labels(ref.create_balanced_dataset(raw))
-    train, _, test = impl.random_split(balanced, 0.7, 0.1)
+    train, _, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
     shuffled = balanced.sample(frac=1, random_state=123).reset_index(drop=True)
     assert train["Text"].tolist() == shuffled["Text"][: len(train)].tolist(), (
         "df.sample(frac=1, random_state=123).reset_index(drop=True), then cut (book §6.2)"
@@ -91,7 +91,7 @@ def test_random_split_is_the_books_shuffle(impl, ref, raw):
 
 @pytest.mark.exercise("SpamDataset")
 def test_spam_dataset_pads_to_the_longest(impl, splits, tokenizer, g):
-    dataset = impl.SpamDataset(splits["train"], tokenizer)
+    dataset = impl.SpamDataset(splits["train"], tokenizer=tokenizer)
     assert_equal(dataset.max_length, g["max_length"], name="max_length", why="book §6.3")
     assert_equal(len(dataset), g["split_sizes"][0], name="len(dataset)", why="one item per row")
     ids, label = dataset[0]
@@ -106,9 +106,11 @@ def test_spam_dataset_pads_to_the_longest(impl, splits, tokenizer, g):
 
 @pytest.mark.exercise("SpamDataset")
 def test_spam_dataset_truncates_and_pads_to_max_length(impl, splits, tokenizer, g):
-    short = impl.SpamDataset(splits["train"], tokenizer, max_length=10)
+    short = impl.SpamDataset(splits["train"], tokenizer=tokenizer, max_length=10)
     assert short[0][0].shape == (10,), "texts longer than max_length are truncated"
-    long = impl.SpamDataset(splits["train"], tokenizer, max_length=g["exercise_6_1_max_length"])
+    long = impl.SpamDataset(
+        splits["train"], tokenizer=tokenizer, max_length=g["exercise_6_1_max_length"]
+    )
     ids = long[0][0]
     assert ids.shape == (1024,), "exercise 6.1: pad to the model's context length"
     assert ids[-1].item() == 50256, "padding uses the end-of-text id"
@@ -117,9 +119,13 @@ def test_spam_dataset_truncates_and_pads_to_max_length(impl, splits, tokenizer, 
 @pytest.mark.exercise("SpamDataset")
 def test_book_loaders_as_printed(impl, splits, tokenizer, g):
     """The book's §6.3 code with your SpamDataset: val/test padded to the training length."""
-    train_dataset = impl.SpamDataset(splits["train"], tokenizer)
-    val_dataset = impl.SpamDataset(splits["validation"], tokenizer, train_dataset.max_length)
-    test_dataset = impl.SpamDataset(splits["test"], tokenizer, train_dataset.max_length)
+    train_dataset = impl.SpamDataset(splits["train"], tokenizer=tokenizer)
+    val_dataset = impl.SpamDataset(
+        splits["validation"], tokenizer=tokenizer, max_length=train_dataset.max_length
+    )
+    test_dataset = impl.SpamDataset(
+        splits["test"], tokenizer=tokenizer, max_length=train_dataset.max_length
+    )
     torch.manual_seed(123)
     loaders = [
         DataLoader(train_dataset, batch_size=8, shuffle=True, drop_last=True),
@@ -148,7 +154,7 @@ def test_balance_needs_label_column(impl):
 @pytest.mark.parametrize(("train_frac", "validation_frac"), [(1.5, 0.1), (0.8, 0.3), (-1, 0)])
 def test_random_split_bad_fractions(impl, raw, train_frac, validation_frac):
     with pytest.raises(ValueError, match="frac"):
-        impl.random_split(raw, train_frac, validation_frac)
+        impl.random_split(raw, train_frac=train_frac, validation_frac=validation_frac)
 
 
 @pytest.mark.exercise("SpamDataset")
@@ -157,17 +163,17 @@ def test_spam_dataset_bad_csv(impl, tmp_path, tokenizer):
     path = tmp_path / "unmapped.csv"
     pd.DataFrame({"Label": ["ham"], "Text": ["hi"]}).to_csv(path, index=None)
     with pytest.raises(ValueError, match=r"unmapped\.csv.*row 0"):
-        impl.SpamDataset(path, tokenizer)
+        impl.SpamDataset(path, tokenizer=tokenizer)
 
 
 @pytest.mark.exercise("SpamDataset")
 def test_spam_dataset_missing_file(impl, tmp_path, tokenizer):
     with pytest.raises(FileNotFoundError, match="missing.csv"):
-        impl.SpamDataset(tmp_path / "missing.csv", tokenizer)
+        impl.SpamDataset(tmp_path / "missing.csv", tokenizer=tokenizer)
 
 
 @pytest.mark.exercise("SpamDataset")
 @pytest.mark.beyond_book
 def test_spam_dataset_bad_max_length(impl, splits, tokenizer):
     with pytest.raises(ValueError, match="max_length"):
-        impl.SpamDataset(splits["train"], tokenizer, max_length=0)
+        impl.SpamDataset(splits["train"], tokenizer=tokenizer, max_length=0)

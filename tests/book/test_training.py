@@ -76,7 +76,7 @@ def first_batch(ref, datasets):
 def test_untrained_loss_is_near_log_vocabulary_size(impl, ref, datasets, golden):
     g = golden("training")
     model = tiny_model(ref).eval()
-    loss = impl.calc_loss_loader(loader(ref, datasets[0]), model, "cpu", num_batches=2)
+    loss = impl.calc_loss_loader(loader(ref, datasets[0]), model=model, device="cpu", num_batches=2)
     assert_close(
         loss,
         math.log(g["vocab_size"]),
@@ -92,7 +92,7 @@ def test_calc_loss_batch_equals_the_book_packages(impl, ref, datasets):
     model = tiny_model(ref).eval()
     inputs, targets = first_batch(ref, datasets)
     with torch.no_grad():
-        ours = impl.calc_loss_batch(inputs, targets, model, "cpu")
+        ours = impl.calc_loss_batch(inputs, target_batch=targets, model=model, device="cpu")
         theirs = book5.calc_loss_batch(inputs, targets, model, "cpu")
     assert_tensor_equal(
         ours,
@@ -109,7 +109,7 @@ def test_calc_loss_loader_equals_the_book_packages(impl, ref, datasets):
     with torch.no_grad():
         theirs = book5.calc_loss_loader(data, model, "cpu", num_batches=3)
     assert_close(
-        impl.calc_loss_loader(data, model, "cpu", num_batches=3),
+        impl.calc_loss_loader(data, model=model, device="cpu", num_batches=3),
         theirs,
         name="loader loss",
         atol=1e-6,
@@ -125,7 +125,7 @@ def test_calc_loss_batch_ignores_targets_of_minus_100(impl, ref, datasets):
     masked[0, 5] = targets[0, 5]
     with torch.no_grad():
         logits = model(inputs)
-        loss = impl.calc_loss_batch(inputs, masked, model, "cpu")
+        loss = impl.calc_loss_batch(inputs, target_batch=masked, model=model, device="cpu")
     expected = torch.nn.functional.cross_entropy(logits[0, 5:6], targets[0, 5:6])
     assert_tensor_equal(
         loss,
@@ -140,7 +140,7 @@ def test_calc_loss_batch_ignores_targets_of_minus_100(impl, ref, datasets):
 @pytest.mark.exercise("calc_loss_loader")
 def test_calc_loss_loader_of_an_empty_loader_is_nan(impl, ref):
     model = tiny_model(ref)
-    loss = impl.calc_loss_loader(DataLoader([]), model, "cpu")
+    loss = impl.calc_loss_loader(DataLoader([]), model=model, device="cpu")
     assert math.isnan(loss), f"an empty loader should give nan, as the book's (§5.1); got {loss}"
 
 
@@ -149,8 +149,8 @@ def test_num_batches_is_capped_at_the_loader_length(impl, ref, datasets):
     model = tiny_model(ref).eval()
     data = loader(ref, datasets[1])  # 2 batches
     assert_close(
-        impl.calc_loss_loader(data, model, "cpu", num_batches=100),
-        impl.calc_loss_loader(data, model, "cpu"),
+        impl.calc_loss_loader(data, model=model, device="cpu", num_batches=100),
+        impl.calc_loss_loader(data, model=model, device="cpu"),
         name="loss with num_batches=100",
         atol=1e-6,
         why="num_batches larger than the loader means all batches (§5.1)",
@@ -161,8 +161,12 @@ def test_num_batches_is_capped_at_the_loader_length(impl, ref, datasets):
 def test_evaluate_model_scores_without_dropout_and_restores_training_mode(impl, ref, datasets):
     model = tiny_model(ref, drop_rate=0.5).train()
     train, val = loader(ref, datasets[0]), loader(ref, datasets[1])
-    first = impl.evaluate_model(model, train, val, "cpu", eval_iter=1)
-    second = impl.evaluate_model(model, train, val, "cpu", eval_iter=1)
+    first = impl.evaluate_model(
+        model, train_loader=train, val_loader=val, device="cpu", eval_iter=1
+    )
+    second = impl.evaluate_model(
+        model, train_loader=train, val_loader=val, device="cpu", eval_iter=1
+    )
     assert_equal(first, second, name="(train loss, val loss)", why="eval mode: no dropout (§5.2)")
     assert model.training, "evaluate_model must put the model back into training mode (§5.2)"
 
@@ -177,7 +181,16 @@ def run(impl, ref, datasets, tokenizer, num_epochs):
     torch.manual_seed(123)
     train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
     losses = impl.train_model_simple(
-        model, train, val, optimizer, "cpu", num_epochs, 1, 1, START, tokenizer
+        model,
+        train_loader=train,
+        val_loader=val,
+        optimizer=optimizer,
+        device="cpu",
+        num_epochs=num_epochs,
+        eval_freq=1,
+        eval_iter=1,
+        start_context=START,
+        tokenizer=tokenizer,
     )
     return model, optimizer, train, val, losses
 
@@ -187,7 +200,7 @@ def test_generate_and_print_sample_prints_50_greedy_tokens_on_one_line(
     impl, ref, tokenizer, capsys
 ):
     model = tiny_model(ref)  # in training mode, with dropout: the sample must not use it
-    impl.generate_and_print_sample(model, tokenizer, "cpu", START)
+    impl.generate_and_print_sample(model, tokenizer=tokenizer, device="cpu", start_context=START)
     printed = capsys.readouterr().out
     assert printed.endswith("\n") and printed.count("\n") == 1, (
         f"one printed line expected (newlines replaced by spaces, §5.2); got {printed!r}"
@@ -197,7 +210,7 @@ def test_generate_and_print_sample_prints_50_greedy_tokens_on_one_line(
     text = ref.token_ids_to_text(expected, tokenizer).replace("\n", " ")
     assert_equal(printed[:-1], text, name="sample", why="50 greedy tokens in eval mode (§5.2)")
     model.train()
-    impl.generate_and_print_sample(model, tokenizer, "cpu", START)
+    impl.generate_and_print_sample(model, tokenizer=tokenizer, device="cpu", start_context=START)
     capsys.readouterr()
     assert model.training, "generate_and_print_sample must put the model back in training mode"
 
@@ -212,7 +225,16 @@ def test_a_few_steps_lower_the_loss(impl, ref, datasets, tokenizer):
     val = loader(ref, datasets[1])
     before = ref.calc_loss_loader(train, model.eval(), "cpu")
     train_losses, _, tokens = impl.train_model_simple(
-        model, train, val, optimizer, "cpu", 1, 7, 1, START, tokenizer
+        model,
+        train_loader=train,
+        val_loader=val,
+        optimizer=optimizer,
+        device="cpu",
+        num_epochs=1,
+        eval_freq=7,
+        eval_iter=1,
+        start_context=START,
+        tokenizer=tokenizer,
     )
     after = ref.calc_loss_loader(train, model.eval(), "cpu")
     assert after < before - 1.0, (

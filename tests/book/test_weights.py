@@ -52,7 +52,7 @@ def expected_logits(ref, arrays, token_ids):
 @pytest.mark.exercise("load_weights_into_gpt")
 def test_loaded_model_computes_gpt2s_logits(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref)).eval()
-    impl.load_weights_into_gpt(gpt, book_params(arrays))
+    impl.load_weights_into_gpt(gpt, params=book_params(arrays))
     token_ids = torch.randint(0, VOCAB, (2, CTX), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ours = gpt(token_ids)
@@ -64,7 +64,7 @@ def test_loaded_model_computes_gpt2s_logits(impl, ref, arrays):
 @pytest.mark.exercise("load_weights_into_gpt")
 def test_out_head_is_a_copy_of_the_token_embedding(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref))
-    impl.load_weights_into_gpt(gpt, book_params(arrays))
+    impl.load_weights_into_gpt(gpt, params=book_params(arrays))
     assert_tensor_equal(
         gpt.out_head.weight,
         torch.from_numpy(arrays["model/wte"]),
@@ -77,7 +77,7 @@ def test_out_head_is_a_copy_of_the_token_embedding(impl, ref, arrays):
 def test_shape_mismatch_is_a_value_error(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
     with pytest.raises(ValueError):  # the book's assign raises ValueError on a shape mismatch
-        impl.load_weights_into_gpt(gpt, book_params(arrays))
+        impl.load_weights_into_gpt(gpt, params=book_params(arrays))
 
 
 @pytest.mark.exercise("load_weights_into_gpt")
@@ -85,12 +85,12 @@ def test_shape_mismatch_is_a_value_error(impl, ref, arrays):
 def test_shape_mismatch_names_the_tensor_and_both_shapes(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref, context_length=2 * CTX))
     with pytest.raises(ValueError, match=rf"pos_emb\.weight.*\({2 * CTX}, {D}\).*\({CTX}, {D}\)"):
-        impl.load_weights_into_gpt(gpt, book_params(arrays))
+        impl.load_weights_into_gpt(gpt, params=book_params(arrays))
 
     params = book_params(arrays)
     params["blocks"][1]["mlp"]["c_fc"]["w"] = np.zeros((D, 2 * D), np.float32)
     with pytest.raises(ValueError, match=r"trf_blocks\.1\.ff\.layers\.0\.weight"):
-        impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
+        impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params=params)
 
 
 @pytest.mark.exercise("load_weights_into_gpt")
@@ -99,33 +99,35 @@ def test_missing_param_names_its_path(impl, ref, arrays):
     params = book_params(arrays)
     del params["blocks"][0]["ln_2"]["g"]
     with pytest.raises(ValueError, match=r"params\['blocks'\]\[0\]\['ln_2'\]\['g'\] is missing"):
-        impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params)
+        impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref)), params=params)
 
 
 @pytest.mark.exercise("load_weights_into_gpt")
 @pytest.mark.beyond_book
 def test_block_count_mismatch_says_which_config(impl, ref, arrays):
     with pytest.raises(ValueError, match=r"2 transformer blocks, model has 3"):
-        impl.load_weights_into_gpt(ref.GPTModel(tiny_cfg(ref, n_layers=3)), book_params(arrays))
+        impl.load_weights_into_gpt(
+            ref.GPTModel(tiny_cfg(ref, n_layers=3)), params=book_params(arrays)
+        )
 
 
 @pytest.mark.exercise("assign")
 @pytest.mark.beyond_book
 def test_assign_checks_shape_and_keeps_dtype(impl):
     left = torch.zeros(2, 3, dtype=torch.float64)
-    out = impl.assign(left, np.ones((2, 3), np.float32), name="x.weight")
+    out = impl.assign(left, right=np.ones((2, 3), np.float32), name="x.weight")
     assert isinstance(out, torch.nn.Parameter) and out.dtype == torch.float64
     with pytest.raises(
         ValueError, match=r"x\.weight: model has \(2, 3\), checkpoint gives \(3, 2\)"
     ):
-        impl.assign(left, np.ones((3, 2)), name="x.weight")
+        impl.assign(left, right=np.ones((3, 2)), name="x.weight")
 
 
 @pytest.mark.exercise("assign")
 def test_assign_returns_a_parameter_of_right_and_refuses_another_shape(impl):
     left = torch.zeros(2, 3)
     right = np.arange(6, dtype=np.float32).reshape(2, 3)
-    out = impl.assign(left, right)
+    out = impl.assign(left, right=right)
     assert isinstance(out, torch.nn.Parameter), (
         f"assign must return a torch.nn.Parameter (book §5.5), got {type(out).__name__}"
     )
@@ -136,4 +138,4 @@ def test_assign_returns_a_parameter_of_right_and_refuses_another_shape(impl):
         why="the new parameter holds the checkpoint's values (book §5.5)",
     )
     with pytest.raises(ValueError):  # the book: "Shape mismatch. Left: ..., Right: ..."
-        impl.assign(left, np.ones((3, 2), np.float32))
+        impl.assign(left, right=np.ones((3, 2), np.float32))
