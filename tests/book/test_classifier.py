@@ -480,3 +480,16 @@ def test_plot_values_draws_both_curves_against_epochs_and_examples(impl, drawn_f
     )
     tops = [ax for ax in fig.axes[1:] if ax.get_xlabel()]
     assert_equal([ax.get_xlabel() for ax in tops], ["Examples seen"], name="second x-axis")
+
+
+@pytest.mark.exercise("add_classification_head")
+def test_head_size_comes_from_num_classes(impl, ref):
+    model = impl.add_classification_head(tiny_gpt(ref), num_classes=3)
+    out = model.out_head
+    assert isinstance(out, nn.Linear) and out.out_features == 3, (
+        f"add_classification_head(model, num_classes=3) gave out_head {out}: the book's head is "
+        "nn.Linear(in_features=emb_dim, out_features=num_classes) — use num_classes, not 2 (§6.5)"
+    )
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 2, 3]]))
+    assert_equal(list(logits.shape), [1, 3, 3], name="logits shape with num_classes=3")

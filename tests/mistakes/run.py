@@ -159,7 +159,10 @@ def run_pool(names: list[str], workers: int = 2) -> list[Result]:
     def child(group: list[str]) -> list[Result]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "results.json"
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            }
             subprocess.run(
                 [sys.executable, "-m", "tests.mistakes.run", "--here", "--json", str(out), *group],
                 cwd=ROOT,
