@@ -262,6 +262,7 @@ def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
         sum(batch_losses[:2]) / 2,
         name="loss over 2 batches",
         atol=1e-5,
+        why="the mean of the first num_batches batch losses: total / num_batches (§6.6)",
     )
     empty = DataLoader(TensorDataset(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0)))
     assert math.isnan(impl.of("classifier").calc_loss_loader(empty, TokenVotes(), "cpu")), (
@@ -307,7 +308,10 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     )
     train_losses, val_losses, train_accs, val_accs, examples_seen = result
     after = ref.of("classifier").calc_loss_loader(loader, model, "cpu")
-    assert after < before * 0.8, f"loss {before:.3f} -> {after:.3f}: training did not learn"
+    assert after < before * 0.8, (
+        f"loss {before:.3f} -> {after:.3f}: training did not learn — each step of the book's "
+        "loop is optimizer.zero_grad(), calc_loss_batch, loss.backward(), optimizer.step() (§6.7)"
+    )
     assert_equal(examples_seen, 6 * 5, name="examples_seen", why="5 texts per epoch, 6 epochs")
     assert_equal(
         len(train_losses), 3, name="len(train_losses)", why="one entry per eval_freq=2 steps"

@@ -76,7 +76,18 @@ def first_batch(ref, datasets):
 def test_untrained_loss_is_near_log_vocabulary_size(impl, ref, datasets, golden):
     g = golden("training")
     model = tiny_model(ref).eval()
-    loss = impl.calc_loss_loader(loader(ref, datasets[0]), model, "cpu", num_batches=2)
+    data = loader(ref, datasets[0])
+    loss = impl.calc_loss_loader(data, model, "cpu", num_batches=2)
+    with torch.no_grad():
+        batches = [ref.calc_loss_batch(x, y, model, "cpu").item() for x, y in list(data)[:2]]
+    assert_close(
+        loss,
+        sum(batches) / 2,
+        name="calc_loss_loader(num_batches=2)",
+        atol=1e-5,
+        why="the mean of calc_loss_batch over the first num_batches batches: "
+        "total_loss / num_batches (§5.1)",
+    )
     assert_close(
         loss,
         math.log(g["vocab_size"]),
@@ -98,7 +109,8 @@ def test_calc_loss_batch_equals_the_book_packages(impl, ref, datasets):
         ours,
         theirs,
         name="loss",
-        why="mean cross-entropy over all (batch, token) positions (§5.1)",
+        why="mean cross-entropy of the raw logits (cross_entropy applies log-softmax itself) over "
+        "all (batch, token) positions (§5.1)",
     )
 
 

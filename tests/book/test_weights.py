@@ -77,7 +77,7 @@ def load_and_compare_each_tensor(impl, ref, gpt, arrays) -> None:
             f"np.split failed ({err}): c_attn['w'] has shape (emb_dim, 3 * emb_dim), query, key "
             "and value side by side on the last axis — split with np.split(..., 3, axis=-1) "
             "(book §5.5)"
-        ) from err
+        ) from None  # the learner reads this message first, not numpy's
     want = ref.GPTModel(tiny_cfg(ref))
     ref.load_weights_into_gpt(want, book_params(arrays))
     got = dict(gpt.named_parameters())

@@ -119,8 +119,6 @@ def run_one(mistake, into: Path) -> Result:
         "--rootdir",
         str(ROOT),
         "--tb=no",
-        "--timeout",
-        "10",
         "--no-header",
         "--disable-warnings",
     ]
