@@ -337,7 +337,7 @@ def test_each_step_is_the_books_step(impl, ref, datasets, tokenizer, capsys):
     want_train, want_val, _ = book_run(ref.train_model_simple, ref, datasets, tokenizer)
     capsys.readouterr()
     for step, (got, want) in enumerate(zip(train_losses, want_train)):
-        assert math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5), (
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=0.0), (
             f"train loss after step {step}: expected {want:.5f}, got {got:.5f} — each step of "
             "the book's loop is optimizer.zero_grad() (gradients must not add up across steps), "
             "calc_loss_batch, loss.backward(), optimizer.step() (§5.2)"
