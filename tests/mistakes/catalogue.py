@@ -15,7 +15,8 @@ Adding a variant: append `M(name, exercise, module, old, new, keywords, why)` be
 
 It prints `SURVIVES` (no book test fails: write the missing book test in tests/book),
 `caught` (a test fails but its message does not name the mistake: improve the message),
-or `named`. The whole catalogue runs with `pytest -m mistakes` (CI) or
+or `named`. A mistake no message can name gets `unnamed="why"` (only "caught" is then
+checked). The whole catalogue runs with `pytest -m mistakes` (CI) or
 `python -m tests.mistakes.run` (a table and the figures); `SAMPLE` runs in the default suite.
 """
 
@@ -1000,8 +1001,8 @@ CATALOGUE: list[Mistake] = [
 
 # One variant per stage family, run by the default suite (tests/mistakes/test_mistakes.py).
 SAMPLE = [
-    "gpt-no-final-norm",
-    "train-tokens-counts-examples",
+    "layernorm-no-eps",
+    "loss-loader-divides-by-len",
     "spam-ignores-max-length",
     "head-two-outputs",
     "collate-masks-every-pad",
