@@ -312,6 +312,7 @@ CATALOGUE: list[Mistake] = [
         "idx_next = torch.argmax(probas, dim=0, keepdim=True)",
         ("argmax", "vocab", "greedy", "token"),
         "argmax over the batch",
+        unnamed="the sequence grows by 50,257 tokens a step: the test times out",
     ),
     M(
         "generate-topk-keeps-one",
@@ -530,6 +531,7 @@ CATALOGUE: list[Mistake] = [
         "if False:",
         "shape",
         "assign without the shape check",
+        unnamed="a beyond_book test (pytest.raises with match) fails first: 'DID NOT RAISE'",
     ),
     # --- spam data (§6.2-6.3) ------------------------------------------------------------
     M(
@@ -721,6 +723,7 @@ CATALOGUE: list[Mistake] = [
         "        pass\n",
         ("pad", "max_length"),
         "text not padded to max_length",
+        unnamed="assert_tensor_like reports the shape without the test's why",
     ),
     M(
         "classify-review-labels-swapped",
@@ -786,6 +789,7 @@ CATALOGUE: list[Mistake] = [
         "inputs, targets = padded[:, :-1], padded[:, :-1].clone()",
         ("shift",),
         "targets not shifted",
+        unnamed="the first failing check is the masking one; the shift test comes later",
     ),
     M(
         "collate-masks-every-pad",
@@ -822,6 +826,7 @@ CATALOGUE: list[Mistake] = [
         "width = max(len(item) for item in items)",
         ("longest", "+ 1", "+1", "end-of-text"),
         "rows padded to the longest item, no extra token",
+        unnamed="assert_tensor_like reports the shape without the test's why",
     ),
     M(
         "draft-1-keeps-extra-column",
@@ -868,6 +873,7 @@ CATALOGUE: list[Mistake] = [
         "max_new_tokens=256,",
         ("max_new_tokens",),
         "max_new_tokens not passed on",
+        unnamed="256 tokens per entry on CPU: the test times out",
     ),
     M(
         "extract-keeps-header",
