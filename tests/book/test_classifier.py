@@ -268,6 +268,7 @@ def test_loss_loader_averages_batches_and_is_nan_when_empty(impl):
         sum(batch_losses[:2]) / 2,
         name="loss over 2 batches",
         atol=1e-5,
+        why="the mean of the first num_batches batch losses: total / num_batches (§6.6)",
     )
     empty = DataLoader(TensorDataset(torch.zeros(0, 3, dtype=torch.long), torch.zeros(0)))
     assert math.isnan(
@@ -320,7 +321,10 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     )
     train_losses, val_losses, train_accs, val_accs, examples_seen = result
     after = ref.of("classifier").calc_loss_loader(loader, model, "cpu")
-    assert after < before * 0.8, f"loss {before:.3f} -> {after:.3f}: training did not learn"
+    assert after < before * 0.8, (
+        f"loss {before:.3f} -> {after:.3f}: training did not learn — each step of the book's "
+        "loop is optimizer.zero_grad(), calc_loss_batch, loss.backward(), optimizer.step() (§6.7)"
+    )
     assert_equal(examples_seen, 6 * 5, name="examples_seen", why="5 texts per epoch, 6 epochs")
     assert_equal(
         len(train_losses), 3, name="len(train_losses)", why="one entry per eval_freq=2 steps"
@@ -503,3 +507,16 @@ def test_plot_values_draws_both_curves_against_epochs_and_examples(impl, drawn_f
     )
     tops = [ax for ax in fig.axes[1:] if ax.get_xlabel()]
     assert_equal([ax.get_xlabel() for ax in tops], ["Examples seen"], name="second x-axis")
+
+
+@pytest.mark.exercise("add_classification_head")
+def test_head_size_comes_from_num_classes(impl, ref):
+    model = impl.add_classification_head(tiny_gpt(ref), num_classes=3)
+    out = model.out_head
+    assert isinstance(out, nn.Linear) and out.out_features == 3, (
+        f"add_classification_head(model, num_classes=3) gave out_head {out}: the book's head is "
+        "nn.Linear(in_features=emb_dim, out_features=num_classes) — use num_classes, not 2 (§6.5)"
+    )
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 2, 3]]))
+    assert_equal(list(logits.shape), [1, 3, 3], name="logits shape with num_classes=3")

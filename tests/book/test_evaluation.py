@@ -111,3 +111,48 @@ def test_responses_are_the_books_greedy_generations(impl, tiny_model, test_entri
     assert_equal(
         test_entries, expected, name="test_data", why="the book adds model_response in place"
     )
+
+
+class EndsAfterOneWord(torch.nn.Module):
+    """A fake GPT whose greedy continuation is one word, then end-of-text, then the word again."""
+
+    def __init__(self, word_id: int):
+        super().__init__()
+        self.word_id = word_id
+        self.pos_emb = torch.nn.Embedding(1024, 1)  # the book reads the context size here
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*idx.shape, 50257)
+        after_word = idx == self.word_id
+        logits[..., self.word_id] = (~after_word).float()
+        logits[..., 50256] = after_word.float()
+        return logits
+
+
+@pytest.mark.exercise("generate_test_responses")
+def test_responses_stop_at_end_of_text(impl, test_entries):
+    tokenizer = get_tokenizer()
+    word = tokenizer.encode(" Paris")[0]
+    answered = impl.generate_test_responses(
+        EndsAfterOneWord(word), tokenizer, test_entries[:1], "cpu", 6
+    )
+    assert_equal(
+        answered[0]["model_response"],
+        "Paris",
+        name="model_response",
+        why="the book's loop stops at the end-of-text token: generate(..., eos_id=50256) (§7.7)",
+    )
+
+
+@pytest.mark.exercise("generate_test_responses")
+@pytest.mark.parametrize("training", [True, False])
+def test_responses_leave_the_models_mode_as_it_was(impl, test_entries, training):
+    tokenizer = get_tokenizer()
+    model = EndsAfterOneWord(tokenizer.encode(" Paris")[0]).train(training)
+    impl.generate_test_responses(
+        model, tokenizer=tokenizer, test_data=test_entries[:1], device="cpu", max_new_tokens=2
+    )
+    assert model.training == training, (
+        f"generate_test_responses switched the model to {'eval' if training else 'train'} mode: "
+        "the book's §7.7 loop only generates, the caller chose the mode (model.eval() before it)"
+    )

@@ -100,7 +100,7 @@ def test_untrained_gpt2_small_continues_hello_as_the_book_prints(impl, ref, gold
     model = ref.GPTModel(BOOK_124M).eval()
     idx = torch.tensor([g["hello_prompt_ids"]])
     out = impl.generate_text_simple(model, idx=idx, max_new_tokens=6, context_size=1024)
-    why = "greedy decoding appends the argmax token 6 times; the model is the book's under seed 123 (§4.7)"
+    why = "greedy decoding appends the argmax of the last position's logits 6 times; the model is the book's under seed 123 (§4.7)"
     assert_tensor_equal(out, g["hello_output_ids"], name="generated ids", why=why)
     assert_equal(tokenizer.decode(out[0].tolist()), g["hello_output_text"], name="text")
 

@@ -229,3 +229,16 @@ def test_train_loader_batches_as_printed(impl, ref, data, tokenizer, g):
     ref_dataset = ref.InstructionDataset(val[:8], tokenizer)
     ref_val = ref.custom_collate_fn([ref_dataset[i] for i in range(len(ref_dataset))])[0]
     assert_tensor_equal(first_val_inputs, ref_val, name="val inputs", why="val is not shuffled")
+
+
+@pytest.mark.exercise("split_data")
+def test_split_cuts_with_int_on_a_size_where_round_differs(impl):
+    data = [{"instruction": f"i{n}", "input": "", "output": f"o{n}"} for n in range(1007)]
+    train, test, val = impl.split_data(data)
+    assert_equal(
+        [len(train), len(test), len(val)],
+        [855, 100, 52],
+        name="[train, test, validation] sizes of 1007 entries",
+        why="the book cuts with int(), which truncates: int(1007 * 0.85) = 855, where round() "
+        "gives 856 (§7.2)",
+    )

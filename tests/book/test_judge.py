@@ -96,7 +96,13 @@ def test_scores_use_the_books_prompt_in_entry_order(impl, ref, golden, responses
         expected = template.format(
             input=ref.format_input(entry), output=entry["output"], response=entry["model_response"]
         )
-        assert_equal(prompt, expected, name="prompt", why="the book's scoring prompt (§7.8)")
+        assert_equal(
+            prompt,
+            expected,
+            name="prompt",
+            why="the book's scoring prompt with format_input(entry), entry['output'] and "
+            "entry[json_key] as the response (§7.8)",
+        )
         assert_equal(model, "llama3", name="model", why="the book's judge is llama3")
 
 

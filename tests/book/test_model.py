@@ -232,7 +232,8 @@ def test_gelu_equals_torch_tanh_approximation(impl):
         torch.nn.functional.gelu(x, approximate="tanh"),
         name="GELU(x)",
         atol=1e-6,
-        why="GPT-2 uses the tanh approximation of GELU (§4.3)",
+        why="GPT-2 uses the tanh approximation of GELU: "
+        "0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))) (§4.3)",
     )
 
 
@@ -426,3 +427,71 @@ def test_multihead_attention_equals_the_books_with_the_same_weights(impl, ref):
                 why="same weights, same computation: causal mask, scores scaled by "
                 "sqrt(head_dim), heads split and merged with transpose(1, 2) (§3.6)",
             )
+
+
+# --- outputs with the book's weights copied in (issue 12: mistakes the shapes cannot see) ---
+
+
+def with_the_books_weights(made: torch.nn.Module, book: torch.nn.Module) -> torch.nn.Module:
+    """`made` holding `book`'s parameters, with every parameter made distinct (norms too)."""
+    with torch.no_grad():
+        for p in book.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    made.load_state_dict(book.state_dict())
+    return made
+
+
+@pytest.mark.exercise("FeedForward")
+def test_feedforward_computes_the_books_function(impl, ref):
+    cfg = small_config(ref)
+    ff = with_the_books_weights(impl.FeedForward(cfg), ref.FeedForward(cfg))
+    x = torch.randn(2, 3, cfg["emb_dim"])
+    assert_tensor_equal(
+        ff(x),
+        _book_ff(ref, cfg, ff)(x),
+        name="FeedForward(x)",
+        atol=1e-5,
+        why="Linear(emb, 4 * emb), then GELU (the tanh approximation), then Linear(4 * emb, "
+        "emb) (§4.3)",
+    )
+
+
+def _book_ff(ref, cfg, ff):
+    book = ref.FeedForward(cfg)
+    book.load_state_dict(ff.state_dict())
+    return book
+
+
+@pytest.mark.exercise("TransformerBlock")
+def test_transformer_block_uses_norm1_then_norm2(impl, ref):
+    cfg = small_config(ref)
+    book = ref.TransformerBlock(cfg).eval()
+    block = with_the_books_weights(impl.TransformerBlock(cfg), book).eval()
+    x = torch.randn(2, 4, cfg["emb_dim"])
+    assert_tensor_equal(
+        block(x),
+        book(x),
+        name="TransformerBlock(x)",
+        atol=1e-5,
+        why="x = x + att(norm1(x)), then x = x + ff(norm2(x)): norm1 before attention, norm2 "
+        "before the feed-forward, each with its own scale and shift (§4.5)",
+    )
+
+
+@pytest.mark.exercise("MultiHeadAttention")
+def test_attention_dropout_drops_attention_weights(impl, ref):
+    kwargs = {"d_in": 8, "d_out": 8, "context_length": 6, "dropout": 0.5, "num_heads": 2}
+    book = ref.MultiHeadAttention(**kwargs).train()
+    mha = with_the_books_weights(impl.MultiHeadAttention(**kwargs), book).train()
+    x = torch.rand(1, 6, 8)
+    torch.manual_seed(7)
+    got = mha(x)
+    torch.manual_seed(7)
+    assert_tensor_equal(
+        got,
+        book(x),
+        name="MultiHeadAttention(x) in training mode, dropout 0.5, seed 7",
+        atol=1e-5,
+        why="dropout is applied to the attention weights, after the softmax and before "
+        "multiplying with the values — not to the context vectors (§3.5.2)",
+    )

@@ -72,7 +72,13 @@ def test_random_split_sizes(impl, ref, raw, g):
     balanced = map_labels(ref.create_balanced_dataset(raw))
     train, validation, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
     sizes = [len(train), len(validation), len(test)]
-    assert_equal(sizes, g["split_sizes"], name="split sizes", why="70/10/20 of 1494 (book §6.2)")
+    assert_equal(
+        sizes,
+        g["split_sizes"],
+        name="[train, validation, test] sizes",
+        why="70/10/20 of 1494: train_end = int(len(df) * train_frac), validation_end = train_end "
+        "+ int(len(df) * validation_frac) (book §6.2)",
+    )
     together = pd.concat([train, validation, test])
     assert sorted(together["Text"]) == sorted(balanced["Text"]), "nothing lost or repeated"
     assert train["Text"].tolist() != balanced["Text"].head(len(train)).tolist(), "shuffled"
@@ -177,3 +183,36 @@ def test_spam_dataset_missing_file(impl, tmp_path, tokenizer):
 def test_spam_dataset_bad_max_length(impl, splits, tokenizer):
     with pytest.raises(ValueError, match="max_length"):
         impl.SpamDataset(splits["train"], tokenizer=tokenizer, max_length=0)
+
+
+@pytest.mark.exercise("SpamDataset")
+def test_every_text_is_truncated_to_max_length(impl, splits, tokenizer):
+    dataset = impl.SpamDataset(splits["train"], tokenizer=tokenizer, max_length=10)
+    texts = pd.read_csv(splits["train"])["Text"]
+    for index, text in enumerate(texts):
+        want = tokenizer.encode(text)[:10]
+        want += [50256] * (10 - len(want))
+        got = dataset[index][0].tolist()
+        if got != want:
+            raise AssertionError(
+                f"SpamDataset(max_length=10)[{index}]: expected the text's first 10 token ids "
+                f"(padded with 50256), got {len(got)} ids — with max_length given, the book "
+                "truncates every encoded text to max_length before padding: "
+                "encoded_text[:self.max_length] (§6.3); the text starts "
+                f"{tokenizer.decode(want)[:60]!r}"
+            )
+
+
+@pytest.mark.exercise("random_split")
+def test_random_split_cuts_with_int_on_a_size_where_round_differs(impl):
+    df = pd.DataFrame(
+        {"Label": [i % 2 for i in range(1007)], "Text": [f"t{i}" for i in range(1007)]}
+    )
+    train, validation, test = impl.random_split(df, train_frac=0.7, validation_frac=0.1)
+    assert_equal(
+        [len(train), len(validation), len(test)],
+        [704, 100, 203],
+        name="[train, validation, test] sizes of 1007 rows",
+        why="the book cuts with int(), which truncates: int(1007 * 0.7) = 704, where round() "
+        "gives 705 (§6.2)",
+    )

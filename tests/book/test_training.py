@@ -76,7 +76,18 @@ def first_batch(ref, datasets):
 def test_untrained_loss_is_near_log_vocabulary_size(impl, ref, datasets, golden):
     g = golden("training")
     model = tiny_model(ref).eval()
-    loss = impl.calc_loss_loader(loader(ref, datasets[0]), model=model, device="cpu", num_batches=2)
+    data = loader(ref, datasets[0])
+    loss = impl.calc_loss_loader(data, model=model, device="cpu", num_batches=2)
+    with torch.no_grad():
+        batches = [ref.calc_loss_batch(x, y, model, "cpu").item() for x, y in list(data)[:2]]
+    assert_close(
+        loss,
+        sum(batches) / 2,
+        name="calc_loss_loader(num_batches=2)",
+        atol=1e-5,
+        why="the mean of calc_loss_batch over the first num_batches batches: "
+        "total_loss / num_batches (§5.1)",
+    )
     assert_close(
         loss,
         math.log(g["vocab_size"]),
@@ -98,7 +109,8 @@ def test_calc_loss_batch_equals_the_book_packages(impl, ref, datasets):
         ours,
         theirs,
         name="loss",
-        why="mean cross-entropy over all (batch, token) positions (§5.1)",
+        why="mean cross-entropy of the raw logits (cross_entropy applies log-softmax itself) over "
+        "all (batch, token) positions (§5.1)",
     )
 
 
@@ -312,4 +324,73 @@ def test_plot_losses_draws_both_curves_against_epochs_and_tokens(impl, drawn_fig
         ["Tokens seen"],
         name="second x-axis",
         why="a twin x-axis shows tokens seen, aligned by an invisible copy of the curve (§5.1)",
+    )
+
+
+# --- the book's loop, step by step (issue 12: mistakes that still lower the loss) ----------
+
+
+def book_run(train_model_simple, ref, datasets, tokenizer):
+    """Two epochs of the tiny model through `train_model_simple`, seeded as §5.2 does."""
+    model = tiny_model(ref)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
+    torch.manual_seed(123)
+    train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
+    return train_model_simple(model, train, val, optimizer, "cpu", 2, 1, 1, START, tokenizer)
+
+
+@pytest.mark.exercise("train_model_simple")
+def test_tokens_seen_are_the_books_count(impl, ref, datasets, tokenizer, capsys):
+    *_, tokens = book_run(impl.train_model_simple, ref, datasets, tokenizer)
+    *_, want = book_run(ref.train_model_simple, ref, datasets, tokenizer)
+    capsys.readouterr()
+    assert_equal(
+        tokens,
+        want,
+        name="track_tokens_seen",
+        why="the book counts tokens, not examples: tokens_seen += input_batch.numel() after "
+        "every step, recorded at each evaluation (§5.2)",
+    )
+
+
+@pytest.mark.exercise("train_model_simple")
+def test_each_step_is_the_books_step(impl, ref, datasets, tokenizer, capsys):
+    train_losses, val_losses, _ = book_run(impl.train_model_simple, ref, datasets, tokenizer)
+    want_train, want_val, _ = book_run(ref.train_model_simple, ref, datasets, tokenizer)
+    capsys.readouterr()
+    for step, (got, want) in enumerate(zip(train_losses, want_train)):
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=0.0), (
+            f"train loss after step {step}: expected {want:.5f}, got {got:.5f} — each step of "
+            "the book's loop is optimizer.zero_grad() (gradients must not add up across steps), "
+            "calc_loss_batch, loss.backward(), optimizer.step() (§5.2)"
+        )
+    assert_equal(len(val_losses), len(want_val), name="number of evaluations")
+
+
+@pytest.mark.exercise("evaluate_model")
+def test_evaluate_model_scores_each_loader(impl, ref, datasets):
+    model = tiny_model(ref, drop_rate=0.0)
+    train, val = loader(ref, datasets[0]), loader(ref, datasets[1])
+    got = impl.evaluate_model(model, train, val, "cpu", eval_iter=2)
+    want = (
+        ref.calc_loss_loader(train, model, "cpu", num_batches=2),
+        ref.calc_loss_loader(val, model, "cpu", num_batches=2),
+    )
+    for i, label in enumerate(("train", "val")):
+        assert math.isclose(got[i], want[i], rel_tol=1e-6), (
+            f"evaluate_model's {label} loss: expected {want[i]:.5f}, got {got[i]:.5f} — it returns "
+            "(calc_loss_loader(train_loader, ...), calc_loss_loader(val_loader, ...)) over "
+            "eval_iter batches each (§5.2)"
+        )
+
+
+@pytest.mark.exercise("generate_and_print_sample")
+def test_sample_with_a_newline_in_the_context_is_one_line(impl, ref, tokenizer, capsys):
+    impl.generate_and_print_sample(
+        tiny_model(ref), tokenizer=tokenizer, device="cpu", start_context="Every effort\nmoves you"
+    )
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1, (
+        "the book prints decoded_text.replace('\\n', ' '): the sample is one line, newlines "
+        f"of the context and the continuation become spaces (§5.2); got {printed[:80]!r}"
     )

@@ -49,10 +49,53 @@ def expected_logits(ref, arrays, token_ids):
         return gpt(token_ids)
 
 
+# Where each tensor of the book's GPTModel comes from in OpenAI's params (book §5.5).
+SOURCES = (
+    ("pos_emb", "params['wpe']"),
+    ("tok_emb", "params['wte']"),
+    ("W_query", "the first third of c_attn['w'|'b'], split along the last axis, weight .T"),
+    ("W_key", "the second third of c_attn['w'|'b'], split along the last axis, weight .T"),
+    ("W_value", "the last third of c_attn['w'|'b'], split along the last axis, weight .T"),
+    ("att.out_proj", "attn c_proj, weight .T"),
+    ("ff.layers.0", "mlp c_fc, weight .T"),
+    ("ff.layers.2", "mlp c_proj, weight .T"),
+    ("norm1", "ln_1 (scale <- 'g', shift <- 'b')"),
+    ("norm2", "ln_2 (scale <- 'g', shift <- 'b')"),
+    ("final_norm", "params['g'] (scale) and params['b'] (shift)"),
+    ("out_head", "a copy of params['wte'] (weight tying)"),
+)
+
+
+def load_and_compare_each_tensor(impl, ref, gpt, arrays) -> None:
+    """Load with the learner's code, then name the first parameter that differs from the book's loading."""
+    try:
+        impl.load_weights_into_gpt(gpt, params=book_params(arrays))
+    except ValueError as err:
+        if "array split does not result in an equal division" not in str(err):
+            raise
+        raise AssertionError(
+            f"np.split failed ({err}): c_attn['w'] has shape (emb_dim, 3 * emb_dim), query, key "
+            "and value side by side on the last axis — split with np.split(..., 3, axis=-1) "
+            "(book §5.5)"
+        ) from None  # the learner reads this message first, not numpy's
+    want = ref.GPTModel(tiny_cfg(ref))
+    ref.load_weights_into_gpt(want, book_params(arrays))
+    got = dict(gpt.named_parameters())
+    for name, tensor in want.named_parameters():
+        if name in got and got[name].shape == tensor.shape and torch.allclose(got[name], tensor):
+            continue
+        source = next((src for key, src in SOURCES if key in name), "the book's params layout")
+        raise AssertionError(
+            f"{name} after load_weights_into_gpt differs from the book's loading: it comes from "
+            f"{source} (book §5.5); OpenAI stores linear layers as (in, out), nn.Linear as "
+            "(out, in) — a square matrix loads without a shape error even when not transposed"
+        )
+
+
 @pytest.mark.exercise("load_weights_into_gpt")
 def test_loaded_model_computes_gpt2s_logits(impl, ref, arrays):
     gpt = ref.GPTModel(tiny_cfg(ref)).eval()
-    impl.load_weights_into_gpt(gpt, params=book_params(arrays))
+    load_and_compare_each_tensor(impl, ref, gpt, arrays)
     token_ids = torch.randint(0, VOCAB, (2, CTX), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ours = gpt(token_ids)
@@ -137,5 +180,11 @@ def test_assign_returns_a_parameter_of_right_and_refuses_another_shape(impl):
         name="assign(left, right)",
         why="the new parameter holds the checkpoint's values (book §5.5)",
     )
-    with pytest.raises(ValueError):  # the book: "Shape mismatch. Left: ..., Right: ..."
+    try:
         impl.assign(left, right=np.ones((3, 2), np.float32))
+    except ValueError:
+        return
+    raise AssertionError(
+        "assign(left of shape (2, 3), right of shape (3, 2)) must raise ValueError — the book's "
+        "assign checks the shape first: 'Shape mismatch. Left: ..., Right: ...' (§5.5)"
+    )

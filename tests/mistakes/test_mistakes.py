@@ -1,0 +1,62 @@
+"""The kit's mutation testing: every catalogued learner mistake is caught, and named.
+
+`tests/mistakes/catalogue.py` lists one-mistake variants of the reference; for each,
+the book suite runs against a copy of `reference/` with that mistake (only the tests of
+the mistaken exercise) and must fail with a message naming the mistake. The whole
+catalogue is slow (a few minutes on 2 cores): it runs under the `mistakes` marker
+(`pytest -m mistakes`, CI's own step); `SAMPLE` (one variant per stage family) runs in
+the default suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.mistakes.catalogue import CATALOGUE, SAMPLE, by_name
+from tests.mistakes.run import figures, run_pool
+
+CAUGHT_TARGET, NAMED_TARGET = 0.95, 0.90
+
+
+def check(result, mistake) -> None:
+    assert not result.error, f"{mistake.name}: {result.error}"
+    assert result.caught, (
+        f"{mistake.name} survives: no book test of {mistake.exercise} fails for '{mistake.why}' "
+        f"(reference/{mistake.module}.py)"
+    )
+    if mistake.unnamed:
+        return
+    assert result.named, (
+        f"{mistake.name} ('{mistake.why}') is caught, but the message shown for "
+        f"{mistake.exercise} names none of {list(mistake.keywords)}: {result.message!r}"
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_results():
+    return {r.name: r for r in run_pool(SAMPLE, workers=2)}
+
+
+@pytest.mark.parametrize("name", SAMPLE)
+def test_sample_mistake_is_caught_and_named(sample_results, name):
+    check(sample_results[name], by_name(name))
+
+
+@pytest.fixture(scope="module")
+def all_results():
+    return run_pool([m.name for m in CATALOGUE], workers=2)
+
+
+@pytest.mark.mistakes
+def test_the_catalogue_meets_its_targets(all_results):
+    total = len(all_results)
+    caught = sum(r.caught for r in all_results) / total
+    named = sum(r.named for r in all_results) / total
+    assert total >= 60, f"the catalogue must hold at least 60 variants, has {total}"
+    assert caught >= CAUGHT_TARGET and named >= NAMED_TARGET, figures(all_results)
+
+
+@pytest.mark.mistakes
+@pytest.mark.parametrize("name", [m.name for m in CATALOGUE])
+def test_mistake_is_caught_and_named(all_results, name):
+    check(next(r for r in all_results if r.name == name), by_name(name))
