@@ -233,6 +233,26 @@ def loss_of_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
+def calc_loss_batch(
+    input_batch: torch.Tensor,
+    target_batch: torch.Tensor,
+    model: nn.Module,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """The book's next-token loss of a batch (book §5.1), computed the fast path's way.
+
+    Same arguments and value as `reference.training.calc_loss_batch`; under bf16
+    autocast the cross-entropy still runs in float32.
+    """
+    if input_batch.shape != target_batch.shape:
+        raise ValueError(
+            f"input_batch {tuple(input_batch.shape)} and target_batch "
+            f"{tuple(target_batch.shape)} must have the same (batch, tokens) shape"
+        )
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    return loss_of_logits(model(input_batch), target_batch)
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -252,6 +272,62 @@ def train_step(
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+# --- the recipes' choice: the fast path (default) or the book's (--exact) --------------------
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def default_precision(device: torch.device | str) -> str:
+    """ "bf16" where the device computes it in hardware (CPU with AVX-512-BF16/AMX, CUDA bf16), else "fp32".
+
+    Without hardware support bf16 is emulated and slower than float32, so "auto" never picks it.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if kind == "cpu":
+        from ftkit.doctor import cpu_flags
+
+        return "bf16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "fp32"
+    return "fp32"
+
+
+def resolve_precision(precision: str, device: torch.device | str, *, exact: bool = False) -> str:
+    """The number format a run trains in: "fp32" for `--exact`, else `precision` ("auto" decided here)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}")
+    if exact:
+        if precision == "bf16":
+            raise ValueError("--exact runs the book's float32 code; it cannot train in bf16")
+        return "fp32"
+    return default_precision(device) if precision == "auto" else precision
+
+
+def make_training(
+    model: nn.Module,
+    params,
+    device: torch.device | str,
+    *,
+    lr: float,
+    weight_decay: float,
+    exact: bool = False,
+    precision: str = "fp32",
+) -> tuple[torch.optim.Optimizer, torch.dtype | None]:
+    """The optimizer and autocast dtype of a recipe's run: the book's AdamW, or the fast path.
+
+    `exact` keeps the book's code (plain AdamW, float32, the model untouched). Otherwise
+    the model's attention, LayerNorm and GELU switch to fused kernels in place (same
+    parameters, same state_dict keys), AdamW is fused where torch has the kernel, and
+    "bf16" precision returns torch.bfloat16 for `fit`'s autocast.
+    """
+    if exact:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), None
+    prepare_fast(model)
+    fused = torch.device(device).type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    return optimizer, AUTOCAST_DTYPES.get(precision)
 
 
 def prepare_fast(model: nn.Module, options: FastOptions = FastOptions()) -> nn.Module:

@@ -29,12 +29,19 @@ import torch
 
 from ftkit.data.spam import create_spam_loaders
 from ftkit.doctor import report_device
+from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import classification_steps, fit
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes.config import ClassifyConfig
-from ftkit.recipes.runtime import canonical_preset, resolve_device, start, write_json
+from ftkit.recipes.runtime import (
+    canonical_preset,
+    resolve_device,
+    start,
+    training_path_line,
+    write_json,
+)
 from ftkit.recipes.settings import configure, resume_keys
 from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
 from reference.model import get_config
@@ -109,7 +116,11 @@ def train(
         "model": preset,
         "max_length": padded,
         "epochs": c.epochs,
+        # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
+        "precision": resolve_precision(c.precision, dev, exact=c.exact),
+        "path": "exact" if c.exact else "fast",
     }
+    say(training_path_line(settings))
 
     # --- model (§6.4-6.5): fresh GPT-2 with the new head, or the last checkpoint
     checkpoint = out / CHECKPOINT_FILE
@@ -131,7 +142,15 @@ def train(
     settings["pretrained"] = run.pretrained
     gpt = add_classification_head(run.model, num_classes=2, trainable=c.trainable)
     gpt.to(dev)
-    optimizer = torch.optim.AdamW(gpt.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    optimizer, autocast_dtype = make_training(
+        gpt,
+        gpt.parameters(),
+        dev,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        exact=c.exact,
+        precision=settings["precision"],
+    )
     history = run.restore(optimizer)
     if history is None:
         torch.manual_seed(c.seed)  # the book reseeds before training (§6.7)
@@ -152,11 +171,17 @@ def train(
         settings=settings,
         progress=c.progress,
         say=say,
+        autocast_dtype=autocast_dtype,
     )
-    accuracies = {
-        name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
-        for name, loader in (("train", train_loader), ("val", val_loader), ("test", test_loader))
-    }
+    with autocast_context(dev, autocast_dtype):
+        accuracies = {
+            name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
+            for name, loader in (
+                ("train", train_loader),
+                ("val", val_loader),
+                ("test", test_loader),
+            )
+        }
     say(f"Training accuracy: {accuracies['train'] * 100:.2f}%")
     say(f"Validation accuracy: {accuracies['val'] * 100:.2f}%")
     say(f"Test accuracy: {accuracies['test'] * 100:.2f}%")

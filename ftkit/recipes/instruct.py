@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
+from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_losses_png
 from ftkit.engine.trainer import fit, next_token_steps
 from ftkit.recipes.config import InstructConfig
@@ -39,6 +40,7 @@ from ftkit.recipes.runtime import (
     resolve_device,
     save_state_dict,
     start,
+    training_path_line,
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
@@ -208,6 +210,10 @@ def finetune(
     paths = output_paths(c.out, preset)
     dev = resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
+    # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
+    settings["precision"] = resolve_precision(c.precision, dev, exact=c.exact)
+    settings["path"] = "exact" if c.exact else "fast"
+    say(training_path_line(settings))
 
     data = load_dataset(c.dataset, c.limit)
     train_data, test_data, val_data = split_data(data)
@@ -257,14 +263,20 @@ def finetune(
     if c.lora_rank:
         add_lora(gpt, c.lora_rank, c.lora_alpha, say)
     gpt.to(dev)
-    optimizer = torch.optim.AdamW(
-        [p for p in gpt.parameters() if p.requires_grad], lr=c.lr, weight_decay=c.weight_decay
+    optimizer, autocast_dtype = make_training(
+        gpt,
+        [p for p in gpt.parameters() if p.requires_grad],
+        dev,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        exact=c.exact,
+        precision=settings["precision"],
     )
     history = run.restore(optimizer)
     if history is None:
         gpt.eval()
         torch.manual_seed(c.seed)
-        with torch.no_grad():
+        with torch.no_grad(), autocast_context(dev, autocast_dtype):
             train_loss = calc_loss_loader(train_loader, gpt, dev, num_batches=5)
             val_loss = calc_loss_loader(val_loader, gpt, dev, num_batches=5)
         say(f"Training loss: {train_loss}")
@@ -278,7 +290,9 @@ def finetune(
         val_loader,
         optimizer,
         dev,
-        steps=next_token_steps(tokenizer, format_input(val_data[0], style=c.style)),
+        steps=next_token_steps(
+            tokenizer, format_input(val_data[0], style=c.style), fast=not c.exact
+        ),
         num_epochs=c.epochs,
         eval_freq=c.eval_freq,
         eval_iter=c.eval_iter,
@@ -287,6 +301,7 @@ def finetune(
         settings=settings,
         progress=c.progress,
         say=say,
+        autocast_dtype=autocast_dtype,
     )
 
     # --- save (§7.6): the model as GPTModel's layout, its record, the loss plot
