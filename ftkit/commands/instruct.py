@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
                 model=config.model,
                 device=config.device,
                 max_new_tokens=max_new_tokens,
+                batch_size=config.respond_batch_size,
+                exact=config.exact,
             )
         if args.action in ("judge", "all"):
             problem = respond.judge_unavailable(config.judge_url, config.judge_model)

@@ -29,6 +29,7 @@ import torch
 
 from ftkit.data.spam import create_spam_loaders
 from ftkit.doctor import report_device
+from ftkit.engine.batched import classify_texts
 from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import classification_steps, fit
@@ -43,7 +44,7 @@ from ftkit.recipes.runtime import (
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
-from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
+from reference.classifier import add_classification_head, calc_accuracy_loader
 from reference.model import get_config
 
 CHECKPOINT_FILE = "review_classifier-checkpoint.pth"
@@ -224,6 +225,5 @@ def predict(
     gpt, meta = load_classifier(model_dir, dev)
     tokenizer = get_tokenizer()
     options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
-    return [
-        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options) for text in texts
-    ]
+    # classify_review's labels (§6.8), several texts per forward pass.
+    return classify_texts(list(texts), gpt, tokenizer, dev, meta["max_length"], **options)
