@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.checks import context_length, positive_int
-from ftkit.engine.fast import KVCache, generate_cached, merge_heads, split_heads
+from ftkit.engine.fast import KVCache, fused_call, generate_cached, merge_heads, split_heads
 
 Prompt = Sequence[int]
 
@@ -37,10 +37,10 @@ def _forward(model: nn.Module, idx, positions, cache: KVCache, mask) -> torch.Te
     """Next-token logits of each row's last token; `mask` (rows, 1, new, cached+new) says what it sees."""
     x = model.tok_emb(idx) + model.pos_emb(positions)
     for layer, block in enumerate(model.trf_blocks):
-        x = x + _attend(block.att, block.norm1(x), cache, layer, mask)
-        x = x + block.ff(block.norm2(x))
+        x = x + _attend(block.att, fused_call(block.norm1, x), cache, layer, mask)
+        x = x + fused_call(block.ff, fused_call(block.norm2, x))
     cache.length += idx.shape[1]
-    return model.out_head(model.final_norm(x[:, -1, :]))
+    return model.out_head(fused_call(model.final_norm, x[:, -1, :]))
 
 
 def _generate_rows(
