@@ -78,18 +78,34 @@ def next_token_steps(
 
     `module` holds the book's functions (default `reference.training`). `fast=True`
     trains with `ftkit.engine.fast.calc_loss_batch` (same loss, computed the fast path's
-    way); evaluation and the sample stay the book's functions.
+    way) and prints the sample with the KV cache; evaluation stays the book's.
     """
     if module is None:
         import reference.training as module
 
     def after_epoch(model, _train, _val, device, _eval_iter, _history, _say) -> None:
-        module.generate_and_print_sample(model, tokenizer, device, start_context)
+        if fast:
+            print_sample_cached(model, tokenizer, device, start_context)
+        else:
+            module.generate_and_print_sample(model, tokenizer, device, start_context)
 
     loss = module.calc_loss_batch
     if fast:
         from ftkit.engine.fast import calc_loss_batch as loss
     return Steps(loss, module.evaluate_model, after_epoch)
+
+
+def print_sample_cached(model: nn.Module, tokenizer, device, start_context: str) -> None:
+    """The book's `generate_and_print_sample` (§5.2) with the KV cache: the same 50 greedy tokens."""
+    from ftkit.checks import context_length
+    from ftkit.engine.fast import generate_cached
+    from reference.generation import text_to_token_ids, token_ids_to_text
+
+    model.eval()
+    encoded = text_to_token_ids(start_context, tokenizer).to(device)
+    token_ids = generate_cached(model, encoded, 50, context_length(model))
+    print(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))  # the book's format
+    model.train()
 
 
 def classification_steps(token_position: str = "last", module: ModuleType | None = None) -> Steps:

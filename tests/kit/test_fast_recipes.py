@@ -114,3 +114,17 @@ def test_cli_exact_flag_is_recorded(tmp_path, capsys):
     assert "Training path: exact" in capsys.readouterr().out
     meta = json.loads((tmp_path / "history.json").read_text())
     assert meta["settings"]["exact"] is True and meta["settings"]["precision"] == "fp32"
+
+
+def test_fast_sample_prints_the_books_sample(capsys):
+    from ftkit.engine.trainer import print_sample_cached
+    from ftkit.io.tokenizer import get_tokenizer
+    from reference.training import generate_and_print_sample
+
+    torch.manual_seed(1)
+    model = GPTModel(get_config("tiny"))
+    generate_and_print_sample(model, get_tokenizer(), "cpu", "Every effort moves you")
+    book = capsys.readouterr().out
+    print_sample_cached(model, get_tokenizer(), "cpu", "Every effort moves you")
+    assert capsys.readouterr().out == book
+    assert model.training, "the sample puts the model back in training mode, as the book's"
