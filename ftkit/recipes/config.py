@@ -33,7 +33,7 @@ def exact_setting() -> bool:
         False,
         "run the book's own code (its loop and step functions, float32) for the book's exact "
         "numbers; default: the fast path (fused kernels, fused AdamW, bf16 where the hardware "
-        "has it), several times faster",
+        "has it)",
         resume=True,
     )
 

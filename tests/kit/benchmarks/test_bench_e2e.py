@@ -3,11 +3,12 @@
 Both paths run the recipe itself (`ftkit.recipes.instruct.finetune`, `ftkit.recipes.respond
 .respond`), on the same data slice and a seed-123 random-init model of the benchmark's size
 (as the step benchmarks: no download; the preset's GPT-2 weights would not change the
-speed). Train: one epoch on the first FTKIT_BENCH_E2E_LIMIT entries (default 60: 6 steps
+speed). Train: one epoch on the first FTKIT_BENCH_E2E_LIMIT entries (default 40: 4 steps
 of the book's batch 8, with the book's evaluations, the after-epoch sample, the epoch
 checkpoint and the saved model); tokens/s = tokens trained / wall time. Respond: the
-same slice's test entries (6 at the default limit) answered by one fine-tuned model with
-FTKIT_BENCH_RESPOND_TOKENS (default 128) new tokens each; the rate is responses/s, and
+same slice's test entries (4 at the default limit) answered by one fine-tuned model with
+FTKIT_BENCH_RESPOND_TOKENS (default 64; the book's 256 takes the book's path an hour on
+a 2-core CPU) new tokens each; the rate is responses/s, and
 both paths' responses are kept so `ftkit bench` can check they are identical (float32).
 """
 
@@ -43,7 +44,7 @@ def random_init(monkeypatch):
 
 
 def limit_for(benchmark) -> int:
-    return 20 if benchmark.disabled else env_int("FTKIT_BENCH_E2E_LIMIT", 60)
+    return 20 if benchmark.disabled else env_int("FTKIT_BENCH_E2E_LIMIT", 40)
 
 
 def train(out, size: str, device: str, limit: int, exact: bool) -> dict:
@@ -105,7 +106,7 @@ def test_instruct_respond_end_to_end(
     out = tmp_path_factory.mktemp(f"respond-{path}")
     for name in ("model", "config"):
         shutil.copy(trained["paths"][name], out)
-    new_tokens = 8 if benchmark.disabled else env_int("FTKIT_BENCH_RESPOND_TOKENS", 128)
+    new_tokens = 8 if benchmark.disabled else env_int("FTKIT_BENCH_RESPOND_TOKENS", 64)
     answered = []
 
     def run():
