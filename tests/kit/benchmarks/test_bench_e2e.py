@@ -7,8 +7,8 @@ speed). Train: one epoch on the first FTKIT_BENCH_E2E_LIMIT entries (default 40:
 of the book's batch 8, with the book's evaluations, the after-epoch sample, the epoch
 checkpoint and the saved model); tokens/s = tokens trained / wall time. Respond: the
 same slice's test entries (4 at the default limit) answered by one fine-tuned model with
-FTKIT_BENCH_RESPOND_TOKENS (default 64; the book's 256 takes the book's path an hour on
-a 2-core CPU) new tokens each; the rate is responses/s, and
+FTKIT_BENCH_RESPOND_TOKENS (default 64: on the shared 2-core CPU the book's path took
+over 25 minutes for 6 entries of 128 tokens) new tokens each; the rate is responses/s, and
 both paths' responses are kept so `ftkit bench` can check they are identical (float32).
 """
 
