@@ -334,9 +334,10 @@ def ratio_lines(results: list[Result]) -> list[str]:
     for r in ratios(results):
         ok = "PASS" if r["ratio"] >= r["target"] else "MISS"
         unit = UNITS.get(r["fast"].kind, "tokens/s")
+        spec = ",.4f" if unit == "responses/s" else ",.1f"  # a response takes seconds
         lines.append(
             f"{r['size']} {r['device_name']}: {r['what']}: {r['ratio']:.3f}x "
-            f"({r['fast'].tokens_per_s:,.1f} vs {r['book'].tokens_per_s:,.1f} {unit}; "
+            f"({r['fast'].tokens_per_s:{spec}} vs {r['book'].tokens_per_s:{spec}} {unit}; "
             f"target >= {r['target']}x, {ok}) [{r['source']}]"
         )
     return lines
