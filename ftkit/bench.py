@@ -56,11 +56,15 @@ PEAK_TFLOPS = (
 )
 
 PATHS = ("book", "fast-fp32", "fast-bf16", "kv-cache")
+# (kind, fast path, book path, target ratio, what); the targets are issue 13's.
 RATIOS = (
-    ("train", "fast-fp32", "book", 1.25, "fp32 fast training step vs the book's"),
+    ("train", "fast-fp32", "book", 1.5, "fp32 fast training step vs the book's"),
     ("train", "fast-bf16", "book", 2.5, "bf16-autocast training step vs the book's fp32"),
-    ("generate", "kv-cache", "book", 5.0, "KV-cache generation vs the book's generate"),
+    ("generate", "kv-cache", "book", 15.0, "KV-cache generation vs the book's generate"),
+    ("e2e-train", "fast", "exact", 2.0, "`ftkit instruct train` default vs --exact"),
+    ("e2e-respond", "fast", "exact", 30.0, "`ftkit instruct respond` default vs --exact"),
 )
+UNITS = {"e2e-respond": "responses/s"}
 
 
 def peak_tflops(device_name: str, dtype: str) -> float | None:
@@ -235,6 +239,16 @@ def loss_checks(results: Iterable[Result]) -> list[str]:
                     f"{size} {device_name}: kv-cache greedy tokens vs the book's generate over "
                     f"{len(theirs)} tokens: {'identical, PASS' if same else 'DIFFERENT, MISS'}"
                 )
+        if kind == "e2e-respond" and path == "fast":
+            exact = table.get((source, device_name, size, kind, "exact"))
+            mine, theirs = res.extra.get("responses"), exact and exact.extra.get("responses")
+            if mine is not None and theirs is not None:
+                same = sum(a == b for a, b in zip(mine, theirs))
+                ok = same == len(theirs) == len(mine)
+                lines.append(
+                    f"{size} {device_name}: respond default vs --exact (float32): {same} of "
+                    f"{len(theirs)} responses identical ({'PASS' if ok else 'MISS'})"
+                )
         if kind == "accuracy":
             fp32, bf16 = res.extra.get("loss_fp32"), res.extra.get("loss_bf16")
             if fp32 and bf16:
@@ -298,6 +312,19 @@ def compare_table(results: list[Result]) -> str:
             lines.append(
                 f"| {r.size} | {r.device_name} | {r.path} | {r.tokens_per_s:,.1f} | {r.source} |"
             )
+    e2e = [r for r in results if r.kind.startswith("e2e-")]
+    if e2e:
+        lines += [
+            "",
+            "| model | device | end to end | path | per second | source |",
+            "|---|---|---|---|---:|---|",
+        ]
+        for r in sorted(e2e, key=lambda r: (r.size, r.device_name, r.kind, r.path)):
+            command = "instruct " + r.kind.removeprefix("e2e-")
+            lines.append(
+                f"| {r.size} | {r.device_name} | `ftkit {command}` | {r.path} ({r.dtype}) | "
+                f"{r.tokens_per_s:,.2f} {UNITS.get(r.kind, 'tokens/s')} | {r.source} |"
+            )
     return "\n".join(lines)
 
 
@@ -306,9 +333,11 @@ def ratio_lines(results: list[Result]) -> list[str]:
     lines = []
     for r in ratios(results):
         ok = "PASS" if r["ratio"] >= r["target"] else "MISS"
+        unit = UNITS.get(r["fast"].kind, "tokens/s")
+        spec = ",.4f" if unit == "responses/s" else ",.1f"  # a response takes seconds
         lines.append(
             f"{r['size']} {r['device_name']}: {r['what']}: {r['ratio']:.3f}x "
-            f"({r['fast'].tokens_per_s:,.1f} vs {r['book'].tokens_per_s:,.1f} tokens/s; "
+            f"({r['fast'].tokens_per_s:{spec}} vs {r['book'].tokens_per_s:{spec}} {unit}; "
             f"target >= {r['target']}x, {ok}) [{r['source']}]"
         )
     return lines

@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / "tests" / "kit" / "benchmarks"
 DEVICES = ("cpu", "cuda", "mps")
 SIZES = ("tiny", "gpt2-small", "gpt2-medium")
-QUICK_ENV = {"FTKIT_BENCH_REPEATS": "1", "FTKIT_BENCH_GEN_REPEATS": "1"}
+QUICK_ENV = {
+    "FTKIT_BENCH_REPEATS": "1",
+    "FTKIT_BENCH_GEN_REPEATS": "1",
+    "FTKIT_BENCH_RESPOND_TOKENS": "32",
+}
 QUICK_NEW_TOKENS = "32"
 
 

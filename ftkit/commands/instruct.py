@@ -84,6 +84,8 @@ def _run(args: argparse.Namespace, dist) -> int:
                 max_new_tokens=max_new_tokens,
                 progress=config.progress,
                 dist=dist,
+                batch_size=config.respond_batch_size,
+                exact=config.exact,
             )
         if dist is not None and not dist.is_main:
             return 0  # the judge is one HTTP client: rank 0's

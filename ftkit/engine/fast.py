@@ -233,6 +233,113 @@ def loss_of_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
+IGNORE_INDEX = -100  # cross_entropy's default, the book's padding/mask target (§7.3)
+HEAD_CHUNK = 128  # rows of logits at a time: 128 x 50,257 float32 = 26 MB (measured best)
+
+
+class _HeadCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of `hidden @ weight.T` (the output head, book §4.6) without whole logits.
+
+    The 50,257-wide logits are computed `HEAD_CHUNK` rows at a time, and each chunk's
+    softmax gradient (softmax - one-hot, divided by the number of counted targets) is
+    formed right there, in float32, then kept in the compute dtype. Backward is then
+    two matrix multiplies. The book's way holds float32 logits, their log-softmax and
+    its gradient: three (tokens x 50,257) float32 arrays and as many passes over them.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, dtype):
+        with torch.autocast(hidden.device.type, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            counted = targets != IGNORE_INDEX
+            count = counted.sum()
+            safe = targets.clamp(min=0)[:, None]
+            weights = counted.float() / count  # each counted target's share of the mean
+            need_grad = any(ctx.needs_input_grad[:2])
+            grads = h.new_empty((h.shape[0], w.shape[0])) if need_grad else None
+            total = hidden.new_zeros((), dtype=torch.float32)
+            for start in range(0, h.shape[0], HEAD_CHUNK):
+                end = min(start + HEAD_CHUNK, h.shape[0])
+                logits = torch.mm(h[start:end], w.t()).float()
+                lse = torch.logsumexp(logits, dim=1)
+                picked = logits.gather(1, safe[start:end]).squeeze(1)
+                total += ((lse - picked) * counted[start:end]).sum()
+                if grads is not None:
+                    probs = logits.sub_(lse[:, None]).exp_()
+                    probs.scatter_add_(1, safe[start:end], -counted[start:end, None].float())
+                    grads[start:end] = probs.mul_(weights[start:end, None])
+        ctx.save_for_backward(grads, h, w)
+        ctx.hidden_dtype = hidden.dtype
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grads, h, w = ctx.saved_tensors
+        if grads is None:
+            raise RuntimeError("_HeadCrossEntropy: forward ran without gradients")
+        with torch.autocast(h.device.type, enabled=False):
+            if float(grad_output) != 1.0:
+                grads = grads * grad_output.to(grads.dtype)
+            grad_hidden = grad_weight = None
+            if ctx.needs_input_grad[0]:
+                grad_hidden = torch.mm(grads, w).to(ctx.hidden_dtype)
+            if ctx.needs_input_grad[1]:
+                grad_weight = torch.mm(grads.t(), h).float()
+        return grad_hidden, grad_weight, None, None
+
+
+BOOK_GPT_PARTS = ("tok_emb", "pos_emb", "drop_emb", "trf_blocks", "final_norm", "out_head")
+
+
+def has_plain_head(model: nn.Module) -> bool:
+    """True for the book's GPTModel layout with a bias-free `nn.Linear` output head (book §4.6)."""
+    head = getattr(model, "out_head", None)
+    return (
+        all(hasattr(model, part) for part in BOOK_GPT_PARTS)
+        and type(head) is nn.Linear
+        and head.bias is None
+    )
+
+
+def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The book's next-token loss (§5.1) of `model` on a batch, its head fused with the loss.
+
+    Runs the book's GPTModel forward (§4.6) up to the final norm, then `_HeadCrossEntropy`;
+    a model without a plain bias-free head (LoRA's, say) goes the book's way.
+    """
+    if not has_plain_head(model):
+        return loss_of_logits(model(inputs), targets)
+    from reference.model import check_token_ids
+
+    check_token_ids(inputs, model.pos_emb.num_embeddings, model.tok_emb.num_embeddings)
+    positions = torch.arange(inputs.shape[1], device=inputs.device)
+    x = model.drop_emb(model.tok_emb(inputs) + model.pos_emb(positions))
+    x = model.final_norm(model.trf_blocks(x))
+    kind = inputs.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+    return _HeadCrossEntropy.apply(x.flatten(0, 1), model.out_head.weight, targets.flatten(), dtype)
+
+
+def calc_loss_batch(
+    input_batch: torch.Tensor,
+    target_batch: torch.Tensor,
+    model: nn.Module,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """The book's next-token loss of a batch (book §5.1), computed the fast path's way.
+
+    Same arguments and value as `reference.training.calc_loss_batch`; under bf16
+    autocast the cross-entropy still runs in float32.
+    """
+    if input_batch.shape != target_batch.shape:
+        raise ValueError(
+            f"input_batch {tuple(input_batch.shape)} and target_batch "
+            f"{tuple(target_batch.shape)} must have the same (batch, tokens) shape"
+        )
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)
+    return next_token_loss(model, input_batch, target_batch)
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -247,11 +354,66 @@ def train_step(
     """
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(inputs.device, autocast_dtype):
-        logits = model(inputs)
-    loss = loss_of_logits(logits, targets)
+        loss = next_token_loss(model, inputs, targets)
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+# --- the recipes' choice: the fast path (default) or the book's (--exact) --------------------
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def default_precision(device: torch.device | str) -> str:
+    """ "bf16" where the device computes it in hardware (CPU with AVX-512-BF16/AMX, CUDA bf16), else "fp32".
+
+    Without hardware support bf16 is emulated and slower than float32, so "auto" never picks it.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if kind == "cpu":
+        from ftkit.doctor import cpu_flags
+
+        return "bf16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "fp32"
+    return "fp32"
+
+
+def resolve_precision(precision: str, device: torch.device | str, *, exact: bool = False) -> str:
+    """The number format a run trains in: "fp32" for `--exact`, else `precision` ("auto" decided here)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}")
+    if exact:
+        if precision == "bf16":
+            raise ValueError("--exact runs the book's float32 code; it cannot train in bf16")
+        return "fp32"
+    return default_precision(device) if precision == "auto" else precision
+
+
+def make_training(
+    model: nn.Module,
+    params,
+    device: torch.device | str,
+    *,
+    lr: float,
+    weight_decay: float,
+    exact: bool = False,
+    precision: str = "fp32",
+) -> tuple[torch.optim.Optimizer, torch.dtype | None]:
+    """The optimizer and autocast dtype of a recipe's run: the book's AdamW, or the fast path.
+
+    `exact` keeps the book's code (plain AdamW, float32, the model untouched). Otherwise
+    the model's attention, LayerNorm and GELU switch to fused kernels in place (same
+    parameters, same state_dict keys), AdamW is fused where torch has the kernel, and
+    "bf16" precision returns torch.bfloat16 for `fit`'s autocast.
+    """
+    if exact:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), None
+    prepare_fast(model)
+    fused = torch.device(device).type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    return optimizer, AUTOCAST_DTYPES.get(precision)
 
 
 def prepare_fast(model: nn.Module, options: FastOptions = FastOptions()) -> nn.Module:
@@ -317,16 +479,38 @@ def cached_attention(att: nn.Module, x: torch.Tensor, cache: KVCache, layer: int
     return att.out_proj(merge_heads(context))
 
 
+def fused_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`module(x)` with the book's LayerNorm and GELU as single kernels (book §4.2-4.3, same math).
+
+    Used by the generators: at one token per step the book's chains of small elementwise
+    ops (mean, var, sqrt, pow, tanh, ...) cost a fifth of the step, the weights the rest.
+    The model itself is left as it is.
+    """
+    if is_layer_norm(module):
+        return F.layer_norm(x, x.shape[-1:], module.scale, module.shift, module.eps)
+    if is_book_gelu(module):
+        return F.gelu(x, approximate="tanh")
+    if type(module) is nn.Sequential:
+        for part in module:
+            x = fused_call(part, x)
+        return x
+    if type(module).__name__ == "FeedForward" and type(getattr(module, "layers", None)) is (
+        nn.Sequential
+    ):
+        return fused_call(module.layers, x)  # the book's FeedForward is its `layers`
+    return module(x)
+
+
 def forward_cached(model: nn.Module, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """Logits for the last of `idx`'s tokens, which follow the `cache.length` tokens cached."""
     start = cache.length
     positions = torch.arange(start, start + idx.shape[1], device=idx.device)
     x = model.tok_emb(idx) + model.pos_emb(positions)
     for layer, block in enumerate(model.trf_blocks):
-        x = x + cached_attention(block.att, block.norm1(x), cache, layer)
-        x = x + block.ff(block.norm2(x))
+        x = x + cached_attention(block.att, fused_call(block.norm1, x), cache, layer)
+        x = x + fused_call(block.ff, fused_call(block.norm2, x))
     cache.length += idx.shape[1]
-    return model.out_head(model.final_norm(x[:, -1:, :]))[:, -1, :]
+    return model.out_head(fused_call(model.final_norm, x[:, -1:, :]))[:, -1, :]
 
 
 def generate_cached(

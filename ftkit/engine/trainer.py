@@ -75,18 +75,41 @@ class Steps:
     after_epoch: Callable[..., None]
 
 
-def next_token_steps(tokenizer, start_context: str, module: ModuleType | None = None) -> Steps:
+def next_token_steps(
+    tokenizer, start_context: str, module: ModuleType | None = None, *, fast: bool = False
+) -> Steps:
     """Chapter 5's steps (next-token loss; a generated sample after each epoch, book §5.2).
 
-    `module` holds the book's functions (default `reference.training`).
+    `module` holds the book's functions (default `reference.training`). `fast=True`
+    trains with `ftkit.engine.fast.calc_loss_batch` (same loss, computed the fast path's
+    way) and prints the sample with the KV cache; evaluation stays the book's.
     """
     if module is None:
         import reference.training as module
 
     def after_epoch(model, _train, _val, device, _eval_iter, _history, _say) -> None:
-        module.generate_and_print_sample(model, tokenizer, device, start_context)
+        if fast:
+            print_sample_cached(model, tokenizer, device, start_context)
+        else:
+            module.generate_and_print_sample(model, tokenizer, device, start_context)
 
-    return Steps(module.calc_loss_batch, module.evaluate_model, after_epoch)
+    loss = module.calc_loss_batch
+    if fast:
+        from ftkit.engine.fast import calc_loss_batch as loss
+    return Steps(loss, module.evaluate_model, after_epoch)
+
+
+def print_sample_cached(model: nn.Module, tokenizer, device, start_context: str) -> None:
+    """The book's `generate_and_print_sample` (§5.2) with the KV cache: the same 50 greedy tokens."""
+    from ftkit.checks import context_length
+    from ftkit.engine.fast import generate_cached
+    from reference.generation import text_to_token_ids, token_ids_to_text
+
+    model.eval()
+    encoded = text_to_token_ids(start_context, tokenizer).to(device)
+    token_ids = generate_cached(model, encoded, 50, context_length(model))
+    print(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))  # the book's format
+    model.train()
 
 
 def classification_steps(token_position: str = "last", module: ModuleType | None = None) -> Steps:
@@ -264,6 +287,7 @@ def fit(
     progress: bool = True,
     say: Say = print,
     dist: Dist | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> History:
     """Train from `history.epochs_done` (0 for a new run) to `num_epochs`, as the book's loop (§5.2, §6.7).
 
@@ -272,8 +296,16 @@ def fit(
     draws, and with them the batch order, are those of a run without a bar.
     With `dist` (`ftkit.engine.distributed`) this is one rank of a data-parallel run:
     its sampler is set to the epoch, counts are global, rank 0 shows the bar and writes.
+
+    `autocast_dtype` (the fast path's bf16) runs every forward pass (loss, evaluation,
+    after-epoch step) under `torch.autocast`; None computes in the model's float32.
     """
     from tqdm.auto import tqdm
+
+    from ftkit.engine.fast import autocast_context
+
+    def autocast():
+        return autocast_context(device, autocast_dtype)
 
     for value, name in (
         (num_epochs, "num_epochs"),
@@ -302,7 +334,8 @@ def fit(
         ) as bar:
             for input_batch, target_batch in train_loader:
                 optimizer.zero_grad()  # gradients of the previous step must not add up
-                loss = steps.calc_loss_batch(input_batch, target_batch, model, device)
+                with autocast():
+                    loss = steps.calc_loss_batch(input_batch, target_batch, model, device)
                 loss.backward()
                 optimizer.step()
                 tokens, examples = (
@@ -315,9 +348,10 @@ def fit(
                 history.global_step += 1
                 bar.update()
                 if history.global_step % eval_freq == 0:
-                    train_loss, val_loss = steps.evaluate_model(
-                        model, train_loader, val_loader, device, eval_iter
-                    )
+                    with autocast():
+                        train_loss, val_loss = steps.evaluate_model(
+                            model, train_loader, val_loader, device, eval_iter
+                        )
                     history.train_losses.append(train_loss)
                     history.val_losses.append(val_loss)
                     history.track_tokens_seen.append(history.tokens_seen)
@@ -325,7 +359,8 @@ def fit(
                         f"Ep {epoch + 1} (Step {history.global_step:06d}): "
                         f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                     )
-        steps.after_epoch(model, train_loader, val_loader, device, eval_iter, history, say)
+        with autocast():
+            steps.after_epoch(model, train_loader, val_loader, device, eval_iter, history, say)
         history.epochs_done = epoch + 1
         if checkpoint is not None:
             save_checkpoint(

@@ -29,6 +29,8 @@ import torch
 
 from ftkit.data.spam import SPLIT_FILES, create_spam_loaders
 from ftkit.doctor import report_device
+from ftkit.engine.batched import classify_texts
+from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import History, classification_steps, explain_interrupt, fit
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
@@ -41,10 +43,11 @@ from ftkit.recipes.runtime import (
     resume_state,
     run_dir,
     start,
+    training_path_line,
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
-from reference.classifier import add_classification_head, calc_accuracy_loader, classify_review
+from reference.classifier import add_classification_head, calc_accuracy_loader
 from reference.model import get_config
 
 if TYPE_CHECKING:
@@ -92,10 +95,16 @@ def train(
     cfg = get_config(preset)
     out = check_out_dir(run_dir("classify", preset, c.out))  # before any work
     checkpoint = out / CHECKPOINT_FILE
-    # Before any file is written: a refused resume (other settings) changes nothing.
-    wanted = {**{key: getattr(c, key) for key in RESUME_KEYS}, "model": preset}
-    state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
     dev = dist.device if dist is not None else resolve_device(c.device)
+    # The precision "auto" stands for is what a checkpoint records and a resume compares.
+    precision = resolve_precision(c.precision, dev, exact=c.exact)
+    # Before any file is written: a refused resume (other settings) changes nothing.
+    wanted = {
+        **{key: getattr(c, key) for key in RESUME_KEYS},
+        "model": preset,
+        "precision": precision,
+    }
+    state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
     report_device(dev, say)  # one line when this device computes wrong
     if dist is None or dist.is_main:
         csvs = write_spam_splits(out, c.limit)
@@ -130,7 +139,11 @@ def train(
         "model": preset,
         "max_length": padded,
         "epochs": c.epochs,
+        # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
+        "precision": precision,
+        "path": "exact" if c.exact else "fast",
     }
+    say(training_path_line(settings))
 
     # --- model (§6.4-6.5): fresh GPT-2 with the new head, or the last checkpoint
     run = start(preset, state, models_dir=c.models_dir)
@@ -153,7 +166,15 @@ def train(
             dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
         )
         steps = classification_steps(c.token_position, module=dist.book(book))
-    optimizer = torch.optim.AdamW(gpt.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    optimizer, autocast_dtype = make_training(
+        gpt,
+        gpt.parameters(),
+        dev,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        exact=c.exact,
+        precision=settings["precision"],
+    )
     history = run.restore(optimizer, gpt, dist)
     if history is None:
         history = History()
@@ -176,15 +197,21 @@ def train(
             progress=c.progress,
             say=say,
             dist=dist,
+            autocast_dtype=autocast_dtype,
         )
     if dist is not None:
         gpt = dist.unwrap(gpt)  # the plain model, on rank 0 only: it alone goes on
         if gpt is None:
             return {"out": out, "history": history.to_dict(), "settings": settings}
-    accuracies = {
-        name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
-        for name, loader in (("train", train_loader), ("val", val_loader), ("test", test_loader))
-    }
+    with autocast_context(dev, autocast_dtype):
+        accuracies = {
+            name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
+            for name, loader in (
+                ("train", train_loader),
+                ("val", val_loader),
+                ("test", test_loader),
+            )
+        }
     say(f"Training accuracy: {accuracies['train'] * 100:.2f}%")
     say(f"Validation accuracy: {accuracies['val'] * 100:.2f}%")
     say(f"Test accuracy: {accuracies['test'] * 100:.2f}%")
@@ -230,9 +257,15 @@ def predict(
     gpt, meta = load_classifier(model_dir, dev)
     tokenizer = get_tokenizer()
     options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
-    return [
-        classify_review(text, gpt, tokenizer, dev, meta["max_length"], **options)
-        if isinstance(text, str) and text.strip()
-        else None
-        for text in texts
-    ]
+    # classify_review's labels (§6.8), several texts per forward pass; an empty text is None.
+    labels = iter(
+        classify_texts(
+            [t for t in texts if isinstance(t, str) and t.strip()],
+            gpt,
+            tokenizer,
+            dev,
+            meta["max_length"],
+            **options,
+        )
+    )
+    return [next(labels) if isinstance(t, str) and t.strip() else None for t in texts]

@@ -36,6 +36,28 @@ def model_setting(default: str, presets: str, tiny: str) -> str:
     )
 
 
+def exact_setting() -> bool:
+    """The `--exact` setting: the book's own code path instead of the fast one; checkpoints must agree."""
+    return setting(
+        False,
+        "run the book's own code (its loop and step functions, float32) for the book's exact "
+        "numbers; default: the fast path (fused kernels, fused AdamW, bf16 where the hardware "
+        "has it)",
+        resume=True,
+    )
+
+
+def precision_setting() -> str:
+    """The `--precision` setting of the fast path; the resolved value is what a checkpoint records."""
+    return setting(
+        "auto",
+        "number format of the fast path: auto (bf16 on CPUs with AVX-512-BF16/AMX and CUDA "
+        "GPUs with bf16, else fp32), bf16 or fp32; --exact always runs fp32",
+        resume=True,
+        choices=("auto", "bf16", "fp32"),
+    )
+
+
 def limit_setting(what: str) -> int | None:
     """The `--limit` setting: train on the first N texts only, for quick runs; checkpoints must agree."""
     return setting(None, f"use only the first N {what}", resume=True, type=int)
@@ -68,6 +90,8 @@ class ClassifyConfig:
         "pad every text to the model's context (1024) instead of the longest (exercise 6.1)",
         resume=True,
     )
+    exact: bool = exact_setting()
+    precision: str = precision_setting()
     resume: bool = setting(True, RESTART_HELP, flag="--restart")
     out: Path | None = setting(
         None, OUT_HELP.format(recipe="classify", example="gpt2-small"), type=Path
@@ -119,6 +143,14 @@ class InstructConfig:
         False,
         "batch entries of similar length together (less padding; not the book's order)",
         resume=True,
+    )
+    exact: bool = exact_setting()
+    precision: str = precision_setting()
+    respond_batch_size: int = setting(
+        8,
+        "respond: test entries generated at once (KV cache; the book: one at a time, as "
+        "--exact does)",
+        flag="--batch-size",
     )
     resume: bool = setting(True, RESTART_HELP, flag="--restart")
     out: Path | None = setting(

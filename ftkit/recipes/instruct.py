@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
+from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_losses_png
 from ftkit.engine.trainer import History, explain_interrupt, fit, next_token_steps
 from ftkit.recipes.config import InstructConfig
@@ -42,6 +43,7 @@ from ftkit.recipes.runtime import (
     run_dir,
     save_state_dict,
     start,
+    training_path_line,
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
@@ -215,10 +217,14 @@ def finetune(
     }
     out = check_out_dir(run_dir("instruct", preset, c.out))  # before any work
     paths = output_paths(out, preset)
+    dev = dist.device if dist is not None else resolve_device(c.device)
+    # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
+    settings["precision"] = resolve_precision(c.precision, dev, exact=c.exact)
+    settings["path"] = "exact" if c.exact else "fast"
     # Before any file is written: a refused resume (other settings) changes nothing.
     state = resume_state(paths["checkpoint"], settings, RESUME_KEYS, resume=c.resume, say=say)
-    dev = dist.device if dist is not None else resolve_device(c.device)
     report_device(dev, say)  # one line when this device computes wrong
+    say(training_path_line(settings))
 
     data = load_dataset(c.dataset, c.limit)
     train_data, test_data, val_data = split_data(data)
@@ -269,14 +275,20 @@ def finetune(
             dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
             dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
         )
-    optimizer = torch.optim.AdamW(
-        [p for p in gpt.parameters() if p.requires_grad], lr=c.lr, weight_decay=c.weight_decay
+    optimizer, autocast_dtype = make_training(
+        gpt,
+        [p for p in gpt.parameters() if p.requires_grad],
+        dev,
+        lr=c.lr,
+        weight_decay=c.weight_decay,
+        exact=c.exact,
+        precision=settings["precision"],
     )
     history = run.restore(optimizer, gpt, dist)
     if history is None:
         gpt.eval()
         torch.manual_seed(c.seed)
-        with torch.no_grad():
+        with torch.no_grad(), autocast_context(dev, autocast_dtype):
             train_loss = calc_loss_loader(train_loader, gpt, dev, num_batches=5)
             val_loss = calc_loss_loader(val_loader, gpt, dev, num_batches=5)
         say(f"Training loss: {train_loss}")
@@ -294,7 +306,8 @@ def finetune(
             steps=next_token_steps(
                 tokenizer,
                 format_input(val_data[0], style=c.style),
-                **({"module": book} if book is not None else {}),  # data-parallel: `dist.book`
+                # data-parallel: `dist.book`'s weighted loss; else the fast path's unless --exact
+                **({"module": book} if book is not None else {"fast": not c.exact}),
             ),
             num_epochs=c.epochs,
             eval_freq=c.eval_freq,
@@ -305,6 +318,7 @@ def finetune(
             progress=c.progress,
             say=say,
             dist=dist,
+            autocast_dtype=autocast_dtype,
         )
     if dist is not None:
         gpt = dist.unwrap(gpt)  # the plain model, on rank 0 only: it alone goes on

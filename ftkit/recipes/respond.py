@@ -33,9 +33,14 @@ def respond(
     progress: bool = True,
     say: Callable[[str], None] = print,
     dist=None,
+    batch_size: int = 8,
+    exact: bool = False,
 ) -> list[dict]:
     """Write the fine-tuned model's answer to every test entry (book §7.7); resumes where it stopped.
 
+    `batch_size` entries are generated at once with a KV cache (the same greedy answers
+    as the book's loop, much faster); `exact=True` runs the book's `generate` one entry
+    at a time.
     The test set is rebuilt from the settings saved beside the model (data set, limit),
     and prompts use the style it was trained with (exercise 7.1's phi3 included).
     With `dist` (`ftkit.engine.distributed.Dist`) the ranks split the entries and
@@ -75,6 +80,8 @@ def respond(
         max_new_tokens=max_new_tokens,
         style=record["style"],
         progress=progress,
+        batch_size=batch_size,
+        exact=exact,
     )
     say(f"Responses saved as {out_path}")
     return answered

@@ -176,6 +176,14 @@ def start(preset: str, state: dict | None, *, models_dir: str | os.PathLike | No
     return Start(*build_model(preset, models_dir=models_dir))
 
 
+def training_path_line(settings: dict) -> str:
+    """One line naming the code path and number format a run trains with."""
+    if settings["path"] == "exact":
+        return "Training path: exact (the book's code, float32)"
+    kernels = "fused attention/LayerNorm/GELU, fused AdamW"
+    return f"Training path: fast ({kernels}, {settings['precision']}); --exact for the book's code"
+
+
 def save_state_dict(model: nn.Module, path: Path) -> Path:
     """`torch.save(model.state_dict(), path)` as the book, written whole or not at all."""
     with atomic_path(path) as tmp:

@@ -354,3 +354,54 @@ def test_bad_generation_input_is_named(tiny_models):
 def test_loss_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"logits of shape \(2, 3, 5\).*targets of shape \(2, 4\)"):
         fast.loss_of_logits(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+
+
+# --- the output head fused with the loss --------------------------------------------------------
+
+WHY_HEAD_LOSS = (
+    "the head's logits computed a chunk of rows at a time, with the softmax gradient formed "
+    "per chunk, are the book's cross-entropy (§5.1) and its gradient; only float rounding differs"
+)
+
+
+@pytest.mark.parametrize("chunk", [7, 128])
+def test_head_loss_and_gradients_equal_the_books(monkeypatch, chunk):
+    monkeypatch.setattr(fast, "HEAD_CHUNK", chunk)  # 7: several chunks, one of them partial
+    book = seeded(GPTModel, tiny_cfg())
+    mine = copy.deepcopy(book)
+    torch.manual_seed(1)
+    inputs = torch.randint(0, 50257, (3, 10))
+    targets = torch.randint(0, 50257, (3, 10))
+    targets[0, 4:] = -100  # padding, as the book's collate (§7.3): not counted
+    expected = book5.calc_loss_batch(inputs, targets, book, "cpu")
+    (expected * 3).backward()  # a gradient other than 1 flows back
+    actual = fast.calc_loss_batch(inputs, targets, mine, "cpu")
+    (actual * 3).backward()
+    assert_close(actual.item(), expected.item(), name="loss", why=WHY_HEAD_LOSS, atol=1e-5)
+    for (name, p), q in zip(book.named_parameters(), mine.parameters()):
+        scale = p.grad.abs().max().item()
+        if scale > 1e-6:  # key biases get ~0 gradients (softmax ignores a shift)
+            assert_tensor_equal(q.grad / scale, p.grad / scale, name=f"{name}.grad", atol=1e-5)
+
+
+def test_head_loss_under_bf16_autocast_stays_close():
+    model = seeded(GPTModel, tiny_cfg())
+    torch.manual_seed(1)
+    inputs, targets = torch.randint(0, 50257, (2, 9)), torch.randint(0, 50257, (2, 9))
+    expected = fast.calc_loss_batch(inputs, targets, model, "cpu").item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        actual = fast.calc_loss_batch(inputs, targets, model, "cpu")
+    actual.backward()
+    assert actual.dtype == torch.float32
+    assert abs(actual.item() - expected) / expected < 0.01, (actual.item(), expected)
+    assert model.out_head.weight.grad.dtype == torch.float32
+
+
+def test_head_loss_falls_back_for_a_head_it_cannot_fuse():
+    model = seeded(GPTModel, tiny_cfg())
+    model.out_head = nn.Linear(64, 50257, bias=True)  # not the book's bias-free head
+    assert not fast.has_plain_head(model)
+    inputs = torch.randint(0, 50257, (1, 5))
+    expected = book5.calc_loss_batch(inputs, inputs, model, "cpu")
+    actual = fast.calc_loss_batch(inputs, inputs, model, "cpu").item()
+    assert_close(actual, expected.item(), name="loss", atol=1e-5)

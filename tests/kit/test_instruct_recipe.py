@@ -157,9 +157,9 @@ def test_exercise_7_1_phi3_prompt_is_used_end_to_end(tmp_path, monkeypatch):
     seen = {}
     real_steps, real_fit = recipe.next_token_steps, recipe.fit
 
-    def steps_spy(tokenizer, start_context):
+    def steps_spy(tokenizer, start_context, **options):
         seen["start_context"] = start_context
-        return real_steps(tokenizer, start_context)
+        return real_steps(tokenizer, start_context, **options)
 
     def fit_spy(*args, **kwargs):
         seen["first_batch"] = next(iter(args[1]))[0]

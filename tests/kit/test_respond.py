@@ -97,12 +97,12 @@ def test_interrupted_run_resumes_without_redoing_entries(
     path = tmp_path / "resumed.json"
     crashing = CountingModel(tiny_model, fail_on=MAX_NEW + 1)  # first pass of entry 2
     with pytest.raises(Interrupted):
-        run(crashing, test_entries, path)
+        run(crashing, test_entries, path, exact=True)  # the book's loop: one entry at a time
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert_equal(len(saved), 1, name="entries saved before the interruption")
 
     counting = CountingModel(tiny_model)
-    run(counting, test_entries, path)
+    run(counting, test_entries, path, exact=True)
     assert_equal(
         counting.calls, 2 * MAX_NEW, name="forward passes of the rerun (entries 2 and 3 only)"
     )
