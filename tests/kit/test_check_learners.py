@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs `ftkit check` in a child process: their own CI step (-m checker).
+pytestmark = pytest.mark.checker
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

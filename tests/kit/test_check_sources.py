@@ -16,6 +16,9 @@ import pytest
 
 from tests.kit.test_check_learners import check, write
 
+# Each test runs `ftkit check` in a child process: their own CI step (-m checker).
+pytestmark = pytest.mark.checker
+
 TIMES: dict[str, float] = {}
 
 COLLATE_BODY = """
