@@ -64,7 +64,24 @@ def limit_setting(what: str) -> int | None:
 
 
 @dataclass(frozen=True)
-class ClassifyConfig:
+class RunConfig:
+    """The settings both recipes share, with the book's values (§5.2, §6.7, §7.6)."""
+
+    exact: bool = exact_setting()
+    precision: str = precision_setting()
+    resume: bool = setting(True, RESTART_HELP, flag="--restart")
+    models_dir: Path | None = setting(None, "where GPT-2 weights are cached", type=Path)
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")
+    # The book's AdamW and loop settings, the same in chapters 6 and 7 (but eval_freq).
+    batch_size: int = setting(8, resume=True)
+    lr: float = setting(5e-5, resume=True)
+    weight_decay: float = setting(0.1, resume=True)
+    eval_iter: int = setting(5, resume=True)
+    seed: int = setting(123, resume=True)
+
+
+@dataclass(frozen=True)
+class ClassifyConfig(RunConfig):
     """Every setting of `ftkit classify train`, with the book's values as defaults (§6.2-6.7)."""
 
     # The book's CHOOSE_MODEL in §6.4.
@@ -90,27 +107,17 @@ class ClassifyConfig:
         "pad every text to the model's context (1024) instead of the longest (exercise 6.1)",
         resume=True,
     )
-    exact: bool = exact_setting()
-    precision: str = precision_setting()
-    resume: bool = setting(True, RESTART_HELP, flag="--restart")
     out: Path | None = setting(
         None, OUT_HELP.format(recipe="classify", example="gpt2-small"), type=Path
     )
     device: str = setting(
         "auto", "where to train (auto: cuda, then mps, then cpu)", choices=DEVICES
     )
-    models_dir: Path | None = setting(None, "where GPT-2 weights are cached", type=Path)
-    progress: bool = setting(True, "no progress bars", flag="--no-progress")
-    batch_size: int = setting(8, resume=True)
-    lr: float = setting(5e-5, resume=True)
-    weight_decay: float = setting(0.1, resume=True)
     eval_freq: int = setting(50, resume=True)
-    eval_iter: int = setting(5, resume=True)
-    seed: int = setting(123, resume=True)
 
 
 @dataclass(frozen=True)
-class InstructConfig:
+class InstructConfig(RunConfig):
     """Every setting of `ftkit instruct`, with the book's values as defaults (§7.2-7.8)."""
 
     # The book's CHOOSE_MODEL in §7.5.
@@ -144,15 +151,12 @@ class InstructConfig:
         "batch entries of similar length together (less padding; not the book's order)",
         resume=True,
     )
-    exact: bool = exact_setting()
-    precision: str = precision_setting()
     respond_batch_size: int = setting(
         8,
         "respond: test entries generated at once (KV cache; the book: one at a time, as "
         "--exact does)",
         flag="--batch-size",
     )
-    resume: bool = setting(True, RESTART_HELP, flag="--restart")
     out: Path | None = setting(
         None, OUT_HELP.format(recipe="instruct", example="gpt2-medium"), type=Path
     )
@@ -172,13 +176,6 @@ class InstructConfig:
         "Ollama chat endpoint of the judge (book: localhost:11434)",
     )
     judge_model: str = setting("llama3", "Ollama judge model (book: llama3)")
-    batch_size: int = setting(8, resume=True)
-    lr: float = setting(5e-5, resume=True)
-    weight_decay: float = setting(0.1, resume=True)
     eval_freq: int = setting(5, resume=True)
-    eval_iter: int = setting(5, resume=True)
     # None: the model's context for the book's data (§7.3), 512 for Alpaca-format files.
     allowed_max_length: int | None = setting(None, resume=True)
-    seed: int = setting(123, resume=True)
-    models_dir: Path | None = setting(None)
-    progress: bool = setting(True, "no progress bars", flag="--no-progress")
