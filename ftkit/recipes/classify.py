@@ -32,7 +32,7 @@ from ftkit.doctor import report_device
 from ftkit.engine.batched import classify_texts
 from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_values_pngs
-from ftkit.engine.trainer import History, classification_steps, explain_interrupt, fit
+from ftkit.engine.trainer import History, classification_steps
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.recipes.config import ClassifyConfig
@@ -43,6 +43,7 @@ from ftkit.recipes.runtime import (
     resume_state,
     run_dir,
     start,
+    train_epochs,
     training_path_line,
     write_json,
 )
@@ -180,29 +181,23 @@ def train(
         history = History()
         torch.manual_seed(c.seed)  # the book reseeds before training (§6.7)
 
-    # --- train (§6.7); Ctrl-C says what is saved and what a rerun does
-    with explain_interrupt(history, c.epochs, checkpoint, restart=not c.resume):
-        history = fit(
-            gpt,
-            *fit_loaders,
-            optimizer,
-            dev,
-            steps=steps,
-            num_epochs=c.epochs,
-            eval_freq=c.eval_freq,
-            eval_iter=c.eval_iter,
-            history=history,
-            checkpoint=checkpoint,
-            settings=settings,
-            progress=c.progress,
-            say=say,
-            dist=dist,
-            autocast_dtype=autocast_dtype,
-        )
-    if dist is not None:
-        gpt = dist.unwrap(gpt)  # the plain model, on rank 0 only: it alone goes on
-        if gpt is None:
-            return {"out": out, "history": history.to_dict(), "settings": settings}
+    # --- train (§6.7)
+    gpt, history = train_epochs(
+        gpt,
+        fit_loaders,
+        optimizer,
+        dev,
+        steps=steps,
+        config=c,
+        history=history,
+        checkpoint=checkpoint,
+        settings=settings,
+        say=say,
+        dist=dist,
+        autocast_dtype=autocast_dtype,
+    )
+    if gpt is None:  # a rank after 0 of a data-parallel run
+        return {"out": out, "history": history.to_dict(), "settings": settings}
     with autocast_context(dev, autocast_dtype):
         accuracies = {
             name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)

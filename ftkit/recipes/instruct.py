@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 from ftkit.doctor import report_device
 from ftkit.engine.fast import autocast_context, make_training, resolve_precision
 from ftkit.engine.plots import plot_losses_png
-from ftkit.engine.trainer import History, explain_interrupt, fit, next_token_steps
+from ftkit.engine.trainer import History, next_token_steps
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
@@ -43,6 +43,7 @@ from ftkit.recipes.runtime import (
     run_dir,
     save_state_dict,
     start,
+    train_epochs,
     training_path_line,
     write_json,
 )
@@ -296,34 +297,29 @@ def finetune(
         torch.manual_seed(c.seed)  # the book reseeds before training (§7.6)
         history = History()
 
-    # --- train (§7.6); Ctrl-C says what is saved and what a rerun does
-    with explain_interrupt(history, c.epochs, paths["checkpoint"], restart=not c.resume):
-        history = fit(
-            gpt,
-            *fit_loaders,
-            optimizer,
-            dev,
-            steps=next_token_steps(
-                tokenizer,
-                format_input(val_data[0], style=c.style),
-                # data-parallel: `dist.book`'s weighted loss; else the fast path's unless --exact
-                **({"module": book} if book is not None else {"fast": not c.exact}),
-            ),
-            num_epochs=c.epochs,
-            eval_freq=c.eval_freq,
-            eval_iter=c.eval_iter,
-            history=history,
-            checkpoint=paths["checkpoint"],
-            settings=settings,
-            progress=c.progress,
-            say=say,
-            dist=dist,
-            autocast_dtype=autocast_dtype,
-        )
-    if dist is not None:
-        gpt = dist.unwrap(gpt)  # the plain model, on rank 0 only: it alone goes on
-        if gpt is None:
-            return {"paths": paths, "history": history.to_dict(), "settings": settings}
+    # --- train (§7.6)
+    steps = next_token_steps(
+        tokenizer,
+        format_input(val_data[0], style=c.style),
+        # data-parallel: `dist.book`'s weighted loss; else the fast path's unless --exact
+        **({"module": book} if book is not None else {"fast": not c.exact}),
+    )
+    gpt, history = train_epochs(
+        gpt,
+        fit_loaders,
+        optimizer,
+        dev,
+        steps=steps,
+        config=c,
+        history=history,
+        checkpoint=paths["checkpoint"],
+        settings=settings,
+        say=say,
+        dist=dist,
+        autocast_dtype=autocast_dtype,
+    )
+    if gpt is None:  # a rank after 0 of a data-parallel run
+        return {"paths": paths, "history": history.to_dict(), "settings": settings}
 
     # --- save (§7.6): the model as GPTModel's layout, its record, the loss plot
     if c.lora_rank:

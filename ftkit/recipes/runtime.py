@@ -19,7 +19,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftkit.engine.trainer import History, load_checkpoint, restore_checkpoint
+from ftkit.engine.trainer import (
+    History,
+    Steps,
+    explain_interrupt,
+    fit,
+    load_checkpoint,
+    restore_checkpoint,
+)
 from ftkit.io.files import atomic_path, write_text_atomic
 from ftkit.recipes.config import RUNS_DIR
 from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
@@ -194,3 +201,46 @@ def save_state_dict(model: nn.Module, path: Path) -> Path:
 def write_json(obj: Any, path: Path) -> Path:
     """Write JSON atomically (temp file + os.replace)."""
     return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def train_epochs(
+    model: nn.Module,
+    loaders: tuple,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    steps: Steps,
+    config: Any,
+    history: History,
+    checkpoint: Path,
+    settings: dict,
+    say: Callable[[str], None],
+    dist: Any = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[nn.Module | None, History]:
+    """Both recipes' training step (§6.7, §7.6): the engine's `fit` with the run's settings.
+
+    Ctrl-C says what is saved and what a rerun does. Returns the plain model to save —
+    None on the ranks after 0 of a data-parallel run, which stop there — and the history.
+    """
+    with explain_interrupt(history, config.epochs, checkpoint, restart=not config.resume):
+        history = fit(
+            model,
+            *loaders,
+            optimizer,
+            device,
+            steps=steps,
+            num_epochs=config.epochs,
+            eval_freq=config.eval_freq,
+            eval_iter=config.eval_iter,
+            history=history,
+            checkpoint=checkpoint,
+            settings=settings,
+            progress=config.progress,
+            say=say,
+            dist=dist,
+            autocast_dtype=autocast_dtype,
+        )
+    if dist is not None:
+        model = dist.unwrap(model)  # the plain model, on rank 0 only: it alone goes on
+    return model, history
