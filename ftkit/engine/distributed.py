@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import json
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -488,8 +487,7 @@ def write_test_responses_sharded(
     from tqdm import tqdm
 
     from ftkit.checks import context_length
-    from ftkit.engine.respond import answer, load_done
-    from ftkit.io.files import write_text_atomic
+    from ftkit.engine.respond import answer, load_done, write_responses
     from reference.collate import PAD_TOKEN_ID
 
     out_path = Path(out_path)
@@ -521,9 +519,9 @@ def write_test_responses_sharded(
             replies = dist.gather(reply)
             done.extend({**e, "model_response": r} for e, r in zip(batch, replies, strict=False))
             if dist.is_main:
-                write_text_atomic(out_path, json.dumps(done, indent=4))
+                write_responses(out_path, done)
             bar.update(len(batch))
     if dist.is_main and not test_data:
-        write_text_atomic(out_path, json.dumps(done, indent=4))
+        write_responses(out_path, done)
     dist.barrier()  # the file is complete before any rank moves on
     return done

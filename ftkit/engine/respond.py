@@ -59,8 +59,8 @@ def load_done(out_path: Path, test_data: Sequence[dict]) -> list[dict]:
     return done
 
 
-def _write_json_atomic(path: Path, data: list[dict]) -> None:
-    # The book's layout of the responses file (indent 4), written whole or not at all.
+def write_responses(path: Path, data: list[dict]) -> None:
+    """The responses file in the book's layout (indent 4), written whole or not at all (§7.7)."""
     write_text_atomic(path, json.dumps(data, indent=4))
 
 
@@ -176,7 +176,7 @@ def write_test_responses(
                         style=style,
                     )
                     done += [{**e, "model_response": r} for e, r in zip(batch, responses)]
-                    _write_json_atomic(out_path, done)
+                    write_responses(out_path, done)
                     bar.update(len(batch))
             for entry in test_data[len(done) :]:
                 response = answer(
@@ -190,10 +190,10 @@ def write_test_responses(
                     style=style,
                 )
                 done.append({**entry, "model_response": response})
-                _write_json_atomic(out_path, done)
+                write_responses(out_path, done)
                 bar.update(1)
     finally:
         model.train(was_training)
     if not test_data:
-        _write_json_atomic(out_path, done)
+        write_responses(out_path, done)
     return done

@@ -55,34 +55,24 @@ def respond(
     gpt, record = load_finetuned(out_dir, model, dev)
     _, test_data, _ = split_data(load_dataset(record["dataset"], record["limit"]))
     out_path = Path(out_dir) / RESPONSES_FILE
-    if dist is not None and dist.world > 1:
+    options = {"max_new_tokens": max_new_tokens, "style": record["style"], "progress": progress}
+    if dist is not None and dist.world > 1:  # the ranks split the entries; rank 0 writes
         from ftkit.engine.distributed import write_test_responses_sharded
 
         answered = write_test_responses_sharded(
-            dist,
+            dist, gpt, get_tokenizer(), test_data, dev, out_path, **options
+        )
+    else:
+        answered = write_test_responses(
             gpt,
             get_tokenizer(),
             test_data,
             dev,
             out_path,
-            max_new_tokens=max_new_tokens,
-            style=record["style"],
-            progress=progress,
+            batch_size=batch_size,
+            exact=exact,
+            **options,
         )
-        say(f"Responses saved as {out_path}")
-        return answered
-    answered = write_test_responses(
-        gpt,
-        get_tokenizer(),
-        test_data,
-        dev,
-        out_path,
-        max_new_tokens=max_new_tokens,
-        style=record["style"],
-        progress=progress,
-        batch_size=batch_size,
-        exact=exact,
-    )
     say(f"Responses saved as {out_path}")
     return answered
 
