@@ -30,7 +30,7 @@ import torch
 from ftkit.data.spam import SPLIT_FILES, create_spam_loaders
 from ftkit.doctor import report_device
 from ftkit.engine.batched import classify_texts
-from ftkit.engine.fast import autocast_context, make_training, resolve_precision
+from ftkit.engine.fast import autocast_context, resolve_precision
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import History, classification_steps
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
@@ -39,6 +39,7 @@ from ftkit.recipes.config import ClassifyConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
     check_out_dir,
+    make_optimizer,
     resolve_device,
     resume_state,
     run_dir,
@@ -167,15 +168,7 @@ def train(
             dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
         )
         steps = classification_steps(c.token_position, module=dist.book(book))
-    optimizer, autocast_dtype = make_training(
-        gpt,
-        gpt.parameters(),
-        dev,
-        lr=c.lr,
-        weight_decay=c.weight_decay,
-        exact=c.exact,
-        precision=settings["precision"],
-    )
+    optimizer, autocast_dtype = make_optimizer(gpt, c, settings["precision"], dev)
     history = run.restore(optimizer, gpt, dist)
     if history is None:
         history = History()

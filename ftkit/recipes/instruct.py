@@ -31,13 +31,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
-from ftkit.engine.fast import autocast_context, make_training, resolve_precision
+from ftkit.engine.fast import autocast_context, resolve_precision
 from ftkit.engine.plots import plot_losses_png
 from ftkit.engine.trainer import History, next_token_steps
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
     check_out_dir,
+    make_optimizer,
     resolve_device,
     resume_state,
     run_dir,
@@ -276,15 +277,7 @@ def finetune(
             dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
             dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
         )
-    optimizer, autocast_dtype = make_training(
-        gpt,
-        [p for p in gpt.parameters() if p.requires_grad],
-        dev,
-        lr=c.lr,
-        weight_decay=c.weight_decay,
-        exact=c.exact,
-        precision=settings["precision"],
-    )
+    optimizer, autocast_dtype = make_optimizer(gpt, c, settings["precision"], dev)
     history = run.restore(optimizer, gpt, dist)
     if history is None:
         gpt.eval()

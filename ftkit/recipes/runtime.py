@@ -244,3 +244,24 @@ def train_epochs(
     if dist is not None:
         model = dist.unwrap(model)  # the plain model, on rank 0 only: it alone goes on
     return model, history
+
+
+def make_optimizer(
+    model: nn.Module, config: Any, precision: str, device: torch.device
+) -> tuple[torch.optim.Optimizer, torch.dtype | None]:
+    """The run's AdamW (the book's lr and weight decay) over the trainable parameters, and its autocast.
+
+    Frozen parameters get no gradient, so leaving them out changes no step (§6.5, App. E);
+    `--exact` keeps the book's plain AdamW in float32, else the fast path's (`make_training`).
+    """
+    from ftkit.engine.fast import make_training
+
+    return make_training(
+        model,
+        [p for p in model.parameters() if p.requires_grad],
+        device,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        exact=config.exact,
+        precision=precision,
+    )
