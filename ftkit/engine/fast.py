@@ -11,6 +11,9 @@ the same math is computed:
   book's formulas (§4.2, §4.3) in one kernel each instead of a chain of elementwise ops;
 - fused AdamW: the optimizer updates every parameter in one fused kernel instead of
   several passes over memory (the book uses `torch.optim.AdamW`, §5.2/§7.6);
+- a fused head and loss: the output head and the cross-entropy run in chunks
+  (`_HeadCrossEntropy`), for training and evaluation alike, so the 50257-wide logits
+  are never stored whole in float32;
 - bf16 autocast: matrix multiplies run in bfloat16 while the weights stay float32;
   losses agree with float32 to about 1%, not bitwise;
 - a KV-cache generator: `generate_cached` gives the same greedy tokens as the book's
@@ -23,13 +26,14 @@ Everything works on any model with the book's module layout (`tok_emb`, `pos_emb
 from __future__ import annotations
 
 import contextlib
+import itertools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftkit.checks import context_length
+from ftkit.checks import context_length, positive_int
 from reference.generation import _check_generation_args, _pick_next_token
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -338,6 +342,44 @@ def calc_loss_batch(
         )
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     return next_token_loss(model, input_batch, target_batch)
+
+
+def calc_loss_loader(
+    data_loader, model: nn.Module, device: torch.device | str, num_batches: int | None = None
+) -> float:
+    """The book's mean loss over the first `num_batches` batches (book §5.1), the fast path's way.
+
+    Same arguments, capping and `nan` for an empty loader as `reference.training`'s;
+    each batch's loss is `calc_loss_batch` above (the head fused with the loss, so the
+    50257-wide logits are never materialised in float32 during evaluation either).
+    """
+    if num_batches is not None:
+        positive_int(num_batches, "num_batches")
+    if len(data_loader) == 0:
+        return float("nan")
+    count = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    losses = [
+        calc_loss_batch(inputs, targets, model, device).item()
+        for inputs, targets in itertools.islice(data_loader, count)
+    ]
+    return sum(losses) / count
+
+
+def evaluate_model(
+    model: nn.Module, train_loader, val_loader, device: torch.device | str, eval_iter: int
+) -> tuple[float, float]:
+    """The book's training and validation loss over `eval_iter` batches each (book §5.2), fast.
+
+    In eval mode without gradients, as the book's; the model goes back to training mode.
+    """
+    model.eval()
+    with torch.no_grad():
+        losses = [
+            calc_loss_loader(loader, model, device, eval_iter)
+            for loader in (train_loader, val_loader)
+        ]
+    model.train()
+    return losses[0], losses[1]
 
 
 def train_step(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.serialization import config as serialization_config
 
 from ftkit.checks import positive_int
 from ftkit.io.files import atomic_path
@@ -81,8 +82,8 @@ def next_token_steps(
     """Chapter 5's steps (next-token loss; a generated sample after each epoch, book §5.2).
 
     `module` holds the book's functions (default `reference.training`). `fast=True`
-    trains with `ftkit.engine.fast.calc_loss_batch` (same loss, computed the fast path's
-    way) and prints the sample with the KV cache; evaluation stays the book's.
+    trains and evaluates with `ftkit.engine.fast`'s `calc_loss_batch`/`evaluate_model`
+    (same losses, computed the fast path's way) and prints the sample with the KV cache.
     """
     if module is None:
         import reference.training as module
@@ -93,10 +94,11 @@ def next_token_steps(
         else:
             module.generate_and_print_sample(model, tokenizer, device, start_context)
 
-    loss = module.calc_loss_batch
     if fast:
-        from ftkit.engine.fast import calc_loss_batch as loss
-    return Steps(loss, module.evaluate_model, after_epoch)
+        from ftkit.engine import fast as engine
+
+        return Steps(engine.calc_loss_batch, engine.evaluate_model, after_epoch)
+    return Steps(module.calc_loss_batch, module.evaluate_model, after_epoch)
 
 
 def print_sample_cached(model: nn.Module, tokenizer, device, start_context: str) -> None:
@@ -170,7 +172,9 @@ def save_checkpoint(
         "history": history.to_dict(),
         "settings": dict(settings),
     }
-    with atomic_path(path) as tmp:
+    # torch.load never checks the zip's CRC32s, which cost ~2 s per GB to compute: the
+    # kit's own resume file goes without them (the model files users share keep them).
+    with atomic_path(path) as tmp, serialization_config.patch({"save.compute_crc32": False}):
         torch.save(state, tmp)
     if dist is not None:
         dist.barrier()

@@ -32,8 +32,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
 from ftkit.engine.fast import autocast_context, resolve_precision
+from ftkit.engine.fast import calc_loss_loader as fast_calc_loss_loader
 from ftkit.engine.plots import plot_losses_png
 from ftkit.engine.trainer import History, next_token_steps
+from ftkit.io.model_file import load_saved_model
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
@@ -50,6 +52,7 @@ from ftkit.recipes.runtime import (
 )
 from ftkit.recipes.settings import configure, resume_keys
 from reference.model import GPTModel, get_config
+from reference.training import calc_loss_loader as book_calc_loss_loader
 
 if TYPE_CHECKING:
     from ftkit.engine.distributed import Dist
@@ -200,7 +203,6 @@ def finetune(
     from ftkit.data.instruction import create_instruction_loaders
     from ftkit.io.tokenizer import get_tokenizer
     from reference.instruction_data import format_input, split_data
-    from reference.training import calc_loss_loader
 
     c = configure(InstructConfig, config, overrides, out_dir)
     if c.lora_rank is not None and c.lora_rank < 1:
@@ -280,6 +282,8 @@ def finetune(
     optimizer, autocast_dtype = make_optimizer(gpt, c, settings["precision"], dev)
     history = run.restore(optimizer, gpt, dist)
     if history is None:
+        # the book's loss loader, or the same losses computed the fast path's way
+        calc_loss_loader = book_calc_loss_loader if c.exact else fast_calc_loss_loader
         gpt.eval()
         torch.manual_seed(c.seed)
         with torch.no_grad(), autocast_context(dev, autocast_dtype):
@@ -352,7 +356,11 @@ def load_finetuned(
             f"{paths['config'].name}); run `ftkit instruct train` first"
         )
     record = json.loads(paths["config"].read_text(encoding="utf-8"))
-    gpt = GPTModel(record["config"])
-    gpt.load_state_dict(torch.load(paths["model"], map_location="cpu", weights_only=True))
+    gpt = load_saved_model(
+        lambda: GPTModel(record["config"]),
+        paths["model"],
+        fix="train again with `ftkit instruct train` into this folder (--restart)",
+        config_file=paths["config"],
+    )
     gpt.to(device).eval()
     return gpt, record

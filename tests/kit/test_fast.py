@@ -405,3 +405,35 @@ def test_head_loss_falls_back_for_a_head_it_cannot_fuse():
     expected = book5.calc_loss_batch(inputs, inputs, model, "cpu")
     actual = fast.calc_loss_batch(inputs, inputs, model, "cpu").item()
     assert_close(actual, expected.item(), name="loss", atol=1e-5)
+
+
+# --- evaluation the fast path's way ----------------------------------------------------------
+
+
+def loader_of(batches: list) -> list:
+    return list(batches)  # a list has len() and iterates like the book's DataLoader
+
+
+@pytest.mark.parametrize("num_batches", [None, 2, 9])
+def test_fast_loss_loader_equals_the_books(num_batches):
+    model = seeded(GPTModel, tiny_cfg())
+    torch.manual_seed(2)
+    batches = [(torch.randint(0, 50257, (2, 6)), torch.randint(0, 50257, (2, 6))) for _ in range(3)]
+    batches[1][1][0, 3:] = -100  # padding is not counted, as the book's collate (§7.3)
+    expected = book5.calc_loss_loader(batches, model, "cpu", num_batches=num_batches)
+    actual = fast.calc_loss_loader(loader_of(batches), model, "cpu", num_batches=num_batches)
+    assert_close(actual, expected, name="mean loss", why=WHY_HEAD_LOSS, atol=1e-5)
+    assert fast.calc_loss_loader([], model, "cpu") != fast.calc_loss_loader([], model, "cpu")
+
+
+def test_fast_evaluate_model_equals_the_books_and_restores_training_mode():
+    model = seeded(GPTModel, tiny_cfg(drop_rate=0.5))  # dropout must be off while scoring
+    torch.manual_seed(3)
+    train = [(torch.randint(0, 50257, (2, 5)), torch.randint(0, 50257, (2, 5))) for _ in range(3)]
+    val = [(torch.randint(0, 50257, (1, 7)), torch.randint(0, 50257, (1, 7)))]
+    model.train()
+    expected = book5.evaluate_model(model, train, val, "cpu", eval_iter=2)
+    actual = fast.evaluate_model(model, train, val, "cpu", eval_iter=2)
+    assert model.training, "evaluate_model must give the model back in training mode"
+    for name, a, e in zip(("train loss", "val loss"), actual, expected):
+        assert_close(a, e, name=name, why=WHY_HEAD_LOSS, atol=1e-5)
