@@ -64,6 +64,7 @@ def load_classifier(
 
     The weights load with `weights_only=True` (no pickled code runs) and `strict=True`.
     """
+    from ftkit.io.model_file import load_saved_model
     from reference.classifier import add_classification_head
     from reference.model import GPTModel
 
@@ -81,19 +82,17 @@ def load_classifier(
     missing = [k for k in ("model_config", "num_classes", "max_length") if k not in meta]
     if missing:
         raise ValueError(f"{meta_path} lacks {missing}")
-    model = GPTModel(meta["model_config"])
-    add_classification_head(model, num_classes=meta["num_classes"])
-    try:
-        state = torch.load(weights, map_location=device, weights_only=True)
-    except Exception as err:  # truncated/corrupt: torch's PytorchStreamReader RuntimeError, ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
-            f"{weights} cannot be read: the file is truncated or corrupt ({reason}); train "
-            "again with `ftkit classify train --out` this folder"
-        ) from err
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{weights} does not fit the config in {meta_path}: {err}") from err
+
+    def build() -> nn.Module:
+        model = GPTModel(meta["model_config"])
+        add_classification_head(model, num_classes=meta["num_classes"])
+        return model
+
+    model = load_saved_model(
+        build,
+        weights,
+        fix="train again with `ftkit classify train --out` this folder",
+        config_file=meta_path,
+    )
     model.to(device).eval()
     return model, meta
