@@ -18,19 +18,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.checks import context_length, positive_int
-from ftkit.engine.fast import KVCache, fused_call, generate_cached, merge_heads, split_heads
+from ftkit.engine.fast import (
+    KVCache,
+    fused_call,
+    generate_cached,
+    merge_heads,
+    split_heads,
+    transposed_linears,
+)
 
 Prompt = Sequence[int]
 
 
 def _attend(att: nn.Module, x: torch.Tensor, cache: KVCache, layer: int, mask: torch.Tensor):
     """The book's attention (§3.6) of new tokens to the cached ones, masked per row."""
-    queries = split_heads(att, att.W_query(x))
+    queries = split_heads(att, fused_call(att.W_query, x))
     keys, values = cache.append(
-        layer, split_heads(att, att.W_key(x)), split_heads(att, att.W_value(x))
+        layer,
+        split_heads(att, fused_call(att.W_key, x)),
+        split_heads(att, fused_call(att.W_value, x)),
     )
     context = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)
-    return att.out_proj(merge_heads(context))
+    return fused_call(att.out_proj, merge_heads(context))
 
 
 def _forward(model: nn.Module, idx, positions, cache: KVCache, mask) -> torch.Tensor:
@@ -40,7 +49,7 @@ def _forward(model: nn.Module, idx, positions, cache: KVCache, mask) -> torch.Te
         x = x + _attend(block.att, fused_call(block.norm1, x), cache, layer, mask)
         x = x + fused_call(block.ff, fused_call(block.norm2, x))
     cache.length += idx.shape[1]
-    return model.out_head(fused_call(model.final_norm, x[:, -1, :]))
+    return fused_call(model.out_head, fused_call(model.final_norm, x[:, -1, :]))
 
 
 def _generate_rows(
@@ -71,7 +80,7 @@ def _generate_rows(
     cache = KVCache(len(model.trf_blocks), capacity)
     new_tokens: list[list[int]] = [[] for _ in range(rows)]
     active = list(range(rows))  # original row of each batch row still generating
-    with torch.no_grad():
+    with torch.no_grad(), transposed_linears():
         logits = _forward(model, idx, positions, cache, mask[:, None])
         for step in range(max_new_tokens):
             # The book's greedy pick (§5.3): argmax over the vocabulary.

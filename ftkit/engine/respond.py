@@ -9,6 +9,7 @@ a file made for another test set is an error, never silently extended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ftkit.checks import context_length, positive_int
+from ftkit.engine.fast import transposed_linears
 from ftkit.io.files import write_text_atomic
 from reference.collate import PAD_TOKEN_ID
 from reference.evaluation import RESPONSE_HEADERS, extract_response
@@ -161,7 +163,8 @@ def write_test_responses(
             desc="Generating responses",
             disable=not progress,
         )
-        with bar:
+        # not exact: the transposed weight copies serve every batch (`transposed_linears`)
+        with bar, contextlib.nullcontext() if exact else transposed_linears():
             if not exact:
                 for start in range(len(done), len(test_data), batch_size):
                     batch = test_data[start : start + batch_size]

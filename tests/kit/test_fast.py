@@ -437,3 +437,39 @@ def test_fast_evaluate_model_equals_the_books_and_restores_training_mode():
     assert model.training, "evaluate_model must give the model back in training mode"
     for name, a, e in zip(("train loss", "val loss"), actual, expected):
         assert_close(a, e, name=name, why=WHY_HEAD_LOSS, atol=1e-5)
+
+
+# --- transposed weight copies for decoding ---------------------------------------------------
+
+
+def test_transposed_linears_compute_the_layers_output_and_follow_weight_changes():
+    torch.manual_seed(4)
+    layer, x = nn.Linear(16, 24), torch.randn(3, 1, 16)
+    with torch.no_grad():
+        expected = layer(x)
+        assert fast._TRANSPOSED is None
+        with fast.transposed_linears():
+            assert_tensor_equal(fast.linear_call(layer, x), expected, name="output", atol=1e-6)
+            assert set(fast._TRANSPOSED) == {layer}, "the copy is made at first use and kept"
+            layer.weight.mul_(2)  # changed in place: the stale copy must not be used
+            assert_tensor_equal(fast.linear_call(layer, x), layer(x), name="output", atol=1e-6)
+            with fast.transposed_linears():  # nested: the outer block's copies serve
+                assert set(fast._TRANSPOSED) == {layer}
+            assert fast._TRANSPOSED is not None
+        assert fast._TRANSPOSED is None, "the copies are freed when the outermost block ends"
+
+
+class Doubled(nn.Linear):
+    def forward(self, x):
+        return torch.full((*x.shape[:-1], self.out_features), 2.0)
+
+
+def test_transposed_linears_leave_gradients_and_other_layers_alone():
+    torch.manual_seed(5)
+    layer, x = nn.Linear(8, 4), torch.randn(2, 8)
+    with fast.transposed_linears():
+        fast.linear_call(layer, x).sum().backward()  # grad enabled: the layer itself runs
+        assert layer.weight.grad is not None and not fast._TRANSPOSED
+        with torch.no_grad():  # a subclass (LoRA's, say) has its own forward: it is called
+            assert torch.equal(fast.linear_call(Doubled(8, 4), x), torch.full((2, 4), 2.0))
+            assert not fast._TRANSPOSED

@@ -3,13 +3,14 @@
 Both paths run the recipe itself (`ftkit.recipes.instruct.finetune`, `ftkit.recipes.respond
 .respond`), on the same data slice and a seed-123 random-init model of the benchmark's size
 (as the step benchmarks: no download; the preset's GPT-2 weights would not change the
-speed). Train: one epoch on the first FTKIT_BENCH_E2E_LIMIT entries (default 40: 4 steps
+speed). Train: one epoch on the first FTKIT_BENCH_E2E_LIMIT entries (default 80: 8 steps
 of the book's batch 8, with the book's evaluations, the after-epoch sample, the epoch
 checkpoint and the saved model); tokens/s = tokens trained / wall time. Respond: the
-same slice's test entries (4 at the default limit) answered by one fine-tuned model with
-FTKIT_BENCH_RESPOND_TOKENS (default 64: on the shared 2-core CPU the book's path took
-over 25 minutes for 6 entries of 128 tokens) new tokens each; the rate is responses/s, and
-both paths' responses are kept so `ftkit bench` can check they are identical (float32).
+same slice's test entries (8 at the default limit: one batch of the default
+--batch-size) answered by one fine-tuned model with up to FTKIT_BENCH_RESPOND_TOKENS new
+tokens each (default 256, the book's and the command's: the book's path then takes ~8
+minutes on a 2-core CPU); the rate is responses/s, and both paths' responses are kept so
+`ftkit bench` can check they are identical (float32).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def random_init(monkeypatch):
 
 
 def limit_for(benchmark) -> int:
-    return 20 if benchmark.disabled else env_int("FTKIT_BENCH_E2E_LIMIT", 40)
+    return 20 if benchmark.disabled else env_int("FTKIT_BENCH_E2E_LIMIT", 80)
 
 
 def train(out, size: str, device: str, limit: int, exact: bool) -> dict:
@@ -106,7 +107,7 @@ def test_instruct_respond_end_to_end(
     out = tmp_path_factory.mktemp(f"respond-{path}")
     for name in ("model", "config"):
         shutil.copy(trained["paths"][name], out)
-    new_tokens = 8 if benchmark.disabled else env_int("FTKIT_BENCH_RESPOND_TOKENS", 64)
+    new_tokens = 8 if benchmark.disabled else env_int("FTKIT_BENCH_RESPOND_TOKENS", 256)
     answered = []
 
     def run():
