@@ -253,14 +253,16 @@ class _HeadCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, dtype):
+    def forward(ctx, hidden, weight, targets, dtype, grad_enabled):
         with torch.autocast(hidden.device.type, enabled=False):
             h, w = hidden.to(dtype), weight.to(dtype)
             counted = targets != IGNORE_INDEX
             count = counted.sum()
             safe = targets.clamp(min=0)[:, None]
             weights = counted.float() / count  # each counted target's share of the mean
-            need_grad = any(ctx.needs_input_grad[:2])
+            # forward always runs without grad mode: `grad_enabled` is the caller's, so that
+            # evaluation under torch.no_grad() skips the softmax gradients
+            need_grad = grad_enabled and any(ctx.needs_input_grad[:2])
             grads = h.new_empty((h.shape[0], w.shape[0])) if need_grad else None
             total = hidden.new_zeros((), dtype=torch.float32)
             for start in range(0, h.shape[0], HEAD_CHUNK):
@@ -290,7 +292,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
                 grad_hidden = torch.mm(grads, w).to(ctx.hidden_dtype)
             if ctx.needs_input_grad[1]:
                 grad_weight = torch.mm(grads.t(), h).float()
-        return grad_hidden, grad_weight, None, None
+        return grad_hidden, grad_weight, None, None, None
 
 
 BOOK_GPT_PARTS = ("tok_emb", "pos_emb", "drop_emb", "trf_blocks", "final_norm", "out_head")
@@ -322,7 +324,9 @@ def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     x = model.final_norm(model.trf_blocks(x))
     kind = inputs.device.type
     dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
-    return _HeadCrossEntropy.apply(x.flatten(0, 1), model.out_head.weight, targets.flatten(), dtype)
+    return _HeadCrossEntropy.apply(
+        x.flatten(0, 1), model.out_head.weight, targets.flatten(), dtype, torch.is_grad_enabled()
+    )
 
 
 def calc_loss_batch(
@@ -537,8 +541,11 @@ def transposed_linears() -> Iterator[None]:
     on this project's 2-core Xeon (torch 2.13), gpt2-small's head takes 4.4 instead of
     5.2 ms for one row and 9.2 instead of 17.3 ms for eight, its blocks 23 instead of
     30 ms for eight. Same products and sums, so the same greedy tokens. The copies
-    (the size of the weights: 0.5 GB for gpt2-small) are made at first use and freed
-    when the outermost block ends; a weight changed meanwhile is copied again.
+    (the size of the weights: 0.5 GB for gpt2-small, ~0.25 s to make) are made at
+    first use and freed when the outermost block ends; a weight changed meanwhile is
+    copied again. `generate_batch` and the respond step open it (a batch repays the
+    copies within a few dozen steps); a single short sample (`generate_cached`) does not.
+    Under autocast, with gradients, or off the CPU, layers run as they are.
     """
     global _TRANSPOSED
     if _TRANSPOSED is not None:  # nested: the outer block's copies serve
@@ -556,7 +563,11 @@ def linear_call(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if _TRANSPOSED is None or type(layer) is not nn.Linear or x.device.type != "cpu":
         return layer(x)
     weight = layer.weight
-    if x.dtype != weight.dtype or torch.is_grad_enabled():
+    if (
+        x.dtype != weight.dtype
+        or torch.is_grad_enabled()
+        or torch.is_autocast_enabled(x.device.type)  # autocast casts weights per call anyway
+    ):
         return layer(x)
     cached = _TRANSPOSED.get(layer)
     if cached is None or cached[0] != (weight._version, weight.data_ptr()):
@@ -643,7 +654,7 @@ def generate_cached(
         return cache, forward_cached(model, window, cache)
 
     cache: KVCache | None = None
-    with torch.no_grad(), transposed_linears():
+    with torch.no_grad():
         for _ in range(max_new_tokens):
             if cache is not None and cache.length < context_size:
                 logits = forward_cached(model, idx[:, -1:], cache)

@@ -470,6 +470,9 @@ def test_transposed_linears_leave_gradients_and_other_layers_alone():
     with fast.transposed_linears():
         fast.linear_call(layer, x).sum().backward()  # grad enabled: the layer itself runs
         assert layer.weight.grad is not None and not fast._TRANSPOSED
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert fast.linear_call(layer, x).dtype == torch.bfloat16  # autocast's own way
+            assert not fast._TRANSPOSED
         with torch.no_grad():  # a subclass (LoRA's, say) has its own forward: it is called
             assert torch.equal(fast.linear_call(Doubled(8, 4), x), torch.full((2, 4), 2.0))
             assert not fast._TRANSPOSED
