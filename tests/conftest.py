@@ -13,6 +13,7 @@ skip with instructions.
 from __future__ import annotations
 
 import pytest
+import torch
 
 APPROX_DOWNLOAD = {"124M": "~500 MB", "355M": "~1.4 GB", "774M": "~3.1 GB", "1558M": "~6.2 GB"}
 
@@ -111,3 +112,16 @@ def drawn_figure(tmp_path, monkeypatch):
 
     yield draw
     plt.close("all")
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (`pytest.mark.usefixtures("one_thread")`), then as before.
+
+    Tiny models gain nothing from threads, and on a shared 2-core machine two threads per
+    process fight the other test runs (measured: up to 10x slower).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer  # tooling, not an exercise
 
-pytestmark = pytest.mark.stage("classification")
+pytestmark = [pytest.mark.stage("classification"), pytest.mark.usefixtures("one_thread")]
 
 SPAM = [
     "WINNER!! You have won a 1000 cash prize. Call now to claim",
@@ -29,15 +29,6 @@ HAM = [
     "Are we still meeting for lunch tomorrow?",
     "Ok, I will call you when I get home",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster when CPU cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_gpt(ref, seed: int = 123, **overrides) -> nn.Module:

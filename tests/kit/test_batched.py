@@ -24,19 +24,13 @@ from reference.generation import generate, text_to_token_ids
 from reference.instruction_data import format_input
 from reference.model import GPTModel, get_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 WHY = (
     "a KV cache reuses earlier tokens' keys and values and a padding mask hides the other "
     "rows' padding, so each row's greedy tokens are the book's `generate` for it alone (§5.3)"
 )
 NEW = 24
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +118,7 @@ def test_responses_default_and_exact_are_identical(trained, entries, tmp_path):
 def test_batched_responses_resume_after_an_interrupted_batch(
     trained, entries, tmp_path, monkeypatch
 ):
+
     test, path = entries[:5], tmp_path / "r.json"
     options = {"max_new_tokens": 8, "progress": False, "batch_size": 2}
     expected = write_test_responses(

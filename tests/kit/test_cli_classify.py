@@ -11,16 +11,10 @@ import torch
 from ftkit.cli import main
 from ftkit.io.tokenizer import get_tokenizer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster when CPU cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def train(out, *extra: str) -> int:

@@ -29,17 +29,10 @@ from reference.collate import custom_collate_fn
 from reference.instruction_data import InstructionDataset
 from reference.model import GPTModel, get_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 START = "Below is an instruction"
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster when CPU cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +177,7 @@ def test_engine_equals_the_books_train_classifier_simple(spam_data):
 def test_resume_after_epoch_1_reproduces_an_uninterrupted_run(
     task, lm_data, spam_data, tokenizer, tmp_path, monkeypatch
 ):
+
     train, val = lm_data if task == "next_token" else spam_data
     make = lm_model if task == "next_token" else classifier_model
     steps = next_token_steps(tokenizer, START) if task == "next_token" else classification_steps()

@@ -18,6 +18,8 @@ from ftkit.engine import fast
 from reference.model import GPTModel, get_config
 from tests.book_package import book_module
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 book4 = book_module("ch04")
 book5 = book_module("ch05")
 
@@ -33,16 +35,6 @@ WHY_CACHE = (
 
 def tiny_cfg(**overrides) -> dict:
     return get_config("tiny", **overrides)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matmuls gain nothing from threads, and on a shared 2-core machine two threads per
-    # process fight the other test runs (measured here: 10x slower); restore afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def seeded(cls, cfg: dict) -> nn.Module:

@@ -19,6 +19,8 @@ from ftkit.recipes import classify
 from ftkit.recipes import instruct as recipe
 from reference.model import GPTModel, get_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 QUICK = {
     "model": "tiny",
     "limit": 10,
@@ -30,14 +32,6 @@ WHY_SAME = (
     "the fast path computes the book's math (fused kernels, fused AdamW) in float32: only "
     "the order of float operations differs"
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def quiet(*_args) -> None:

@@ -10,22 +10,14 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from ftkit.cli import main
 from ftkit.engine import trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CLASSIFY = ["classify", "train", "--model", "tiny", "--limit", "8", "--device", "cpu"]
 INSTRUCT = ["instruct", "train", "--model", "tiny", "--limit", "10", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster when CPU cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(command: list[str], out: Path, *extra: str) -> int:

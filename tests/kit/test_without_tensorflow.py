@@ -13,9 +13,11 @@ import importlib.util
 import sys
 
 import pytest
-import torch
 
 from ftkit.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 HIDDEN = ("tensorflow", "tensorboard", "keras")
 
@@ -47,14 +49,6 @@ def no_tensorflow(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", probe)
     return hook
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_the_hook_hides_tensorflow(no_tensorflow):
