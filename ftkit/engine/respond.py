@@ -9,7 +9,6 @@ a file made for another test set is an error, never silently extended.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -163,8 +162,9 @@ def write_test_responses(
             desc="Generating responses",
             disable=not progress,
         )
-        # not exact: the transposed weight copies serve every batch (`transposed_linears`)
-        with bar, contextlib.nullcontext() if exact else transposed_linears():
+        # one set of transposed weight copies for every batch (the book's `generate`,
+        # used with exact=True, never asks for them)
+        with bar, transposed_linears():
             if not exact:
                 for start in range(len(done), len(test_data), batch_size):
                     batch = test_data[start : start + batch_size]
