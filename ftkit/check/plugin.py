@@ -14,6 +14,7 @@ Loaded by the root conftest.py. For any implementation but the reference:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -126,7 +127,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         except Exception as err:  # noqa: BLE001 - a learner's module can raise anything
             problem = f"ftkit: looking up names in --impl {impl_name!r} failed: {err!r}"
     if problem is None:
-        _work_in_a_temporary_folder(config)
+        _work_in_a_temporary_folder(config, config.stash.get(LOADED_KEY, None))
     else:
         config.stash[PROBLEM_KEY] = problem
 
@@ -190,15 +191,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"not run: {', '.join(sorted(hung))} timed out in an earlier test")
 
 
-def _work_in_a_temporary_folder(config: pytest.Config) -> None:
-    """Run the learner's code in an empty folder: files it writes do not land in the kit."""
+def _work_in_a_temporary_folder(config: pytest.Config, loaded=None) -> None:
+    """Run the learner's code in a temporary folder: files it writes do not land in the kit.
+    A learner's script, notebook or folder runs in its working copy (its data files beside it)."""
     previous = os.getcwd()
-    folder = tempfile.TemporaryDirectory(prefix="ftkit-work-")
-    os.chdir(folder.name)
+    workdir = getattr(loaded, "workdir", None)
+    if workdir is not None:
+        os.chdir(workdir)
+
+        def cleanup() -> None:
+            shutil.rmtree(workdir.parent, ignore_errors=True)
+
+    else:
+        folder = tempfile.TemporaryDirectory(prefix="ftkit-work-")
+        os.chdir(folder.name)
+        cleanup = folder.cleanup
 
     def restore() -> None:
         os.chdir(previous)
-        folder.cleanup()
+        cleanup()
 
     config.add_cleanup(restore)
 
@@ -286,6 +297,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "skipped"
         report.longrepr = (*location, NOT_PROVIDED_PREFIX + str(err))
     elif report.failed:
+        blocked = _blocked_value(item.config, err)
+        if blocked:
+            report.ftkit_blocked_value = blocked
         report.ftkit_timed_out = isinstance(err, TimedOut) or TIMEOUT_TEXT in str(err)
         if report.ftkit_timed_out:
             cancel = getattr(item, "cancel_timeout", None)
@@ -294,6 +308,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             hung = item.config.stash.setdefault(HUNG_KEY, set())
             hung.update(impl.used or _declared(item))
         report.ftkit_where = _learner_frame(call.excinfo, item.config.stash.get(FILES_KEY, set()))
+
+
+def _blocked_value(config: pytest.Config, err: BaseException) -> str:
+    """ "blocked: needs `x` from nb.ipynb cell 4, skipped: ..." when a test failed because the
+    learner's code reads a value whose statement was skipped while loading; else ""."""
+    loaded = config.stash.get(LOADED_KEY, None)
+    if loaded is None or not isinstance(err, NameError):
+        return ""
+    name = getattr(err, "name", None)
+    for why in loaded.blocked.values():
+        if name and f"`{name}`" in why:
+            return f"blocked: {why}"
+    return ""
 
 
 def _learner_frame(excinfo: pytest.ExceptionInfo, files: set[str]) -> str:
@@ -306,19 +333,34 @@ def _learner_frame(excinfo: pytest.ExceptionInfo, files: set[str]) -> str:
 
 
 def _loaded_lines(loaded, *, verbose: bool, shown: int = 6) -> list[str]:
-    """What was loaded from a learner's script or notebook, and which statements were skipped."""
+    """What was loaded from a learner's script, notebook or folder: the statements kept because
+    definitions need their values, those skipped (with why) and the names they block."""
     if loaded.executed:
         return [f"ftkit: ran {loaded.path.name} top to bottom (--execute)"]
-    if not loaded.skipped:
-        return [f"ftkit: loaded {loaded.path.name} (only definitions: nothing to skip)"]
+    needed = [line for line in loaded.skipped if " — " in line]  # needed, but not run: why
+    unneeded = len(loaded.skipped) - len(needed)
     lines = [
-        f"ftkit: loaded the definitions of {loaded.path.name}; skipped {len(loaded.skipped)} "
-        "statements that run code (downloads, training, prints; --execute runs a notebook):"
+        f"ftkit: loaded {loaded.path.name} statement by statement: its definitions"
+        + (f", and {len(loaded.ran)} statements computing values they need" if loaded.ran else "")
+        + "."
     ]
-    listed = loaded.skipped if verbose else loaded.skipped[:shown]
-    lines += [f"  {line}" for line in listed]
-    if len(listed) < len(loaded.skipped):
-        lines.append(f"  ... and {len(loaded.skipped) - len(listed)} more (-v lists them)")
+    if verbose:
+        lines += [f"  kept {line}" for line in loaded.ran]
+    if needed:
+        lines.append(f"  skipped {len(needed)} statements whose values definitions need:")
+        listed = needed if verbose else needed[:shown]
+        lines += [f"    {line}" for line in listed]
+        if len(listed) < len(needed):
+            lines.append(f"    ... and {len(needed) - len(listed)} more (-v lists them)")
+    if unneeded:
+        lines.append(
+            f"  skipped {unneeded} statements no definition needs (downloads, training, prints"
+            "; -v lists them; --execute runs a notebook top to bottom)"
+        )
+        if verbose:
+            lines += [f"    {line}" for line in loaded.skipped if " — " not in line]
+    for name, why in list(loaded.blocked.items())[: None if verbose else shown]:
+        lines.append(f"  blocked: {name} {why}")
     return lines
 
 
@@ -349,6 +391,8 @@ class ExerciseRecorder:
         self.config = config
         # test id -> (outcome, message, exercise names, learner's file:line)
         self.outcomes: dict[str, tuple[str, str, list[str], str]] = {}
+        # exercise -> a style note: wording differs from the book's, numbers right (no failure)
+        self.styles: dict[str, str] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         used = list(getattr(report, "ftkit_used", None) or [])
@@ -358,10 +402,14 @@ class ExerciseRecorder:
             return
         if report.ftkit_book_exercise and report.ftkit_used:
             used.append(report.ftkit_book_exercise)
+        for key, value in report.user_properties:
+            if key == "ftkit_style":
+                self.styles.setdefault(used[0], value)
         previous = self.outcomes.get(report.nodeid)
         # A failure in setup or teardown outranks a pass in the call phase.
         if previous is None or previous[0] == "passed":
             outcome, message = _classify(report)
+            message = getattr(report, "ftkit_blocked_value", "") or message
             if outcome == "failed" and getattr(report, "ftkit_extra", False):
                 outcome = EXTRA_FAILED  # a kit extra (e.g. a clear error), not the book's behaviour
             where = getattr(report, "ftkit_where", "")
@@ -420,6 +468,9 @@ class ExerciseRecorder:
             if key in exercises:
                 exercises[key].signature = difference
         mark_blocked(exercises, config.stash.get(DEPENDS_KEY, {}))
+        for ex in exercises.values():  # its code reads a value skipped while loading
+            if ex.message.startswith("blocked: needs ") and not ex.blocked_by:
+                ex.blocked_by = [ex.message[len("blocked: ") :]]
         if config.stash.get(BOOK_ONLY_KEY, False):
             # Its beyond-book tests were skipped before they ran, so nothing recorded what
             # they use: an exercise left with no outcome is one only the kit's extras check.
@@ -438,6 +489,10 @@ class ExerciseRecorder:
             impl_name = str(loaded.path)
             for line in _loaded_lines(loaded, verbose=config.getoption("verbose") > 0):
                 reporter.write_line(line)
+        for name, note in self.styles.items():
+            reporter.write_line(f"ftkit: style note, {name}: {note}")
+        for key, difference in config.stash.get(SIGNATURES_KEY, {}).items():
+            reporter.write_line(f"ftkit: {key}: {difference}")
         reporter.write_sep("=", f"ftkit: exercises of {impl_name}")
         reporter.write_line(render_table(exercises))
         reporter.write_line("")
