@@ -110,6 +110,7 @@ def load(impl: str, *, execute: bool = False) -> Loaded:
         os.chdir(previous)
     sys.modules[name] = module
     blocked = {k: v for f in finder.blocked.values() for k, v in f.items()}
+    blocked.update(module.__ftkit_shadowed__)
     ran = [line for lines in finder.ran.values() for line in lines]
     return Loaded(name, path, skipped, execute and path.is_file(), ran, blocked, copy)
 
@@ -303,9 +304,11 @@ def _flat(name: str, path: Path, modules: list[ModuleType]) -> ModuleType:
     from ftkit.check.impl import owners
 
     shared = {n for n, mods in owners().items() if "classifier" in mods and len(mods) > 1}
-    only_six = {n for n, mods in owners().items() if mods == ("classifier",)}
+    chapter_six_modules = {"spam_data", "classifier"}
+    only_six = {n for n, mods in owners().items() if set(mods) <= chapter_six_modules}
     flat = _new_module(name, path)
     imported: dict[str, object] = {}
+    shadowed: dict[str, str] = {}  # a ch. 5 function calling its file's ch. 6 version of a name
     for module in modules:
         defined = getattr(module, "__ftkit_defined__", set())
         chapter_six = bool(defined & only_six)
@@ -318,9 +321,22 @@ def _flat(name: str, path: Path, modules: list[ModuleType]) -> ModuleType:
             exposed = f"{key}_classifier" if chapter_six and key in shared else key
             if not hasattr(flat, exposed):
                 setattr(flat, exposed, value)  # defined here: the first file wins
+            if chapter_six and key not in shared:
+                calls = (
+                    shared
+                    & defined
+                    & set(getattr(getattr(value, "__code__", None), "co_names", ()))
+                )
+                if calls and key in owners() and "classifier" not in owners()[key]:
+                    shadowed[key] = (
+                        f"needs chapter 5's `{sorted(calls)[0]}`: {Path(module.__file__).name} is a "
+                        f"chapter 6 file, so its `{sorted(calls)[0]}` is chapter 6's (classification), "
+                        f"which shadows chapter 5's for the chapter 5 `{key}` it also defines"
+                    )
     for key, value in imported.items():
         if not hasattr(flat, key):
             setattr(flat, key, value)
+    flat.__ftkit_shadowed__ = shadowed
     return flat
 
 

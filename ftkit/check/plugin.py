@@ -468,9 +468,14 @@ class ExerciseRecorder:
             if key in exercises:
                 exercises[key].signature = difference
         mark_blocked(exercises, config.stash.get(DEPENDS_KEY, {}))
-        for ex in exercises.values():  # its code reads a value skipped while loading
-            if ex.message.startswith("blocked: needs ") and not ex.blocked_by:
+        loaded = config.stash.get(LOADED_KEY, None)
+        for ex in exercises.values():  # its code reads a value skipped while loading, or
+            if ex.blocked_by:  # calls a name its chapter-6 file shadows
+                continue
+            if ex.message.startswith("blocked: needs "):
                 ex.blocked_by = [ex.message[len("blocked: ") :]]
+            elif loaded is not None and ex.status == "failing" and ex.name in loaded.blocked:
+                ex.blocked_by = [loaded.blocked[ex.name]]
         if config.stash.get(BOOK_ONLY_KEY, False):
             # Its beyond-book tests were skipped before they ran, so nothing recorded what
             # they use: an exercise left with no outcome is one only the kit's extras check.
@@ -484,7 +489,6 @@ class ExerciseRecorder:
             else:
                 write_report(exercises, Path(report_path), impl_name)
             reporter.write_line(f"results written to {report_path}")
-        loaded = config.stash.get(LOADED_KEY, None)
         if loaded is not None:
             impl_name = str(loaded.path)
             for line in _loaded_lines(loaded, verbose=config.getoption("verbose") > 0):

@@ -22,6 +22,7 @@ import contextlib
 import io
 import signal
 import socket
+import symtable
 import threading
 import time
 from collections.abc import Iterator
@@ -115,6 +116,32 @@ def loaded_names(node: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
+def global_names(node: ast.stmt) -> set[str]:
+    """Names a def/class reads from its module (its free globals, by Python's own symbol table)."""
+    try:
+        table = symtable.symtable(ast.unparse(node), "<learner>", "exec")
+    except (SyntaxError, ValueError):
+        return loaded_names(node)
+    found: set[str] = set()
+    stack = list(table.get_children())
+    for symbol in table.get_symbols():  # decorators, default values, base classes
+        if symbol.is_referenced():
+            found.add(symbol.get_name())
+    while stack:
+        child = stack.pop()
+        stack.extend(child.get_children())
+        for symbol in child.get_symbols():
+            if symbol.is_global() and symbol.is_referenced():
+                found.add(symbol.get_name())
+    return found
+
+
+def _reads(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return global_names(node)
+    return loaded_names(node)
+
+
 def _call_name(call: ast.Call) -> tuple[str | None, str]:
     func = call.func
     if isinstance(func, ast.Attribute):
@@ -126,6 +153,10 @@ def _call_name(call: ast.Call) -> tuple[str | None, str]:
 
 def risk(stmt: ast.stmt) -> str | None:
     """Why a statement must not run while loading (downloads, trains, writes, waits), or None."""
+    calls = [_call_name(node) for node in ast.walk(stmt) if isinstance(node, ast.Call)]
+    for _, name in calls:
+        if any(word in name.lower() for word in _DOWNLOAD):
+            return f"downloads ({name})"
     for node in ast.walk(stmt):
         if not isinstance(node, ast.Call):
             continue
@@ -179,7 +210,7 @@ def needed_statements(statements: list[Statement], exports: set[str]) -> set[int
         needed |= {name for st in statements for name in stored(st.node)}
     for st in statements:
         if is_definition(st.node) and not isinstance(st.node, ast.Import | ast.ImportFrom):
-            needed |= loaded_names(st.node)
+            needed |= _reads(st.node)
     variables = set()
     for st in statements:
         if not isinstance(st.node, (*_DEFINITIONS, ast.Pass)):
@@ -223,9 +254,30 @@ def _no_network(*args, **kwargs):
     raise ConnectionRefusedError("ftkit: no network while loading a learner's code")
 
 
+def _local_encoding(original):
+    """`tiktoken.get_encoding("gpt2")` from the kit's local files (same encoding, no download)."""
+
+    def get_encoding(name: str):
+        if name == "gpt2":
+            from ftkit.io.tokenizer import get_tokenizer
+
+            return get_tokenizer()
+        return original(name)
+
+    return get_encoding
+
+
 @contextlib.contextmanager
 def offline() -> Iterator[None]:
-    """The network off (sockets refuse to connect) while a learner's statements run."""
+    """The network off (sockets refuse to connect) while a learner's statements run; GPT-2's
+    tokenizer (`tiktoken.get_encoding("gpt2")`) comes from the kit's local files."""
+    try:
+        import tiktoken
+    except ImportError:
+        tiktoken = None
+    if tiktoken is not None:
+        get_encoding = tiktoken.get_encoding
+        tiktoken.get_encoding = _local_encoding(get_encoding)
     saved = socket.socket.connect, socket.create_connection, socket.getaddrinfo
     socket.socket.connect = _no_network  # type: ignore[method-assign]
     socket.create_connection = _no_network  # type: ignore[assignment]
@@ -234,6 +286,8 @@ def offline() -> Iterator[None]:
         yield
     finally:
         socket.socket.connect, socket.create_connection, socket.getaddrinfo = saved
+        if tiktoken is not None:
+            tiktoken.get_encoding = get_encoding
 
 
 class Clock:
@@ -278,7 +332,7 @@ def run_statements(
         node = st.node
         definition = is_definition(node)
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            out.uses[node.name] = loaded_names(node)
+            out.uses[node.name] = global_names(node)
         if not definition and index not in keep:
             out.skipped.append(f"{st.where}: {st.text[:70]}")
             continue
