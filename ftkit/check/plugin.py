@@ -75,6 +75,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="--impl NOTEBOOK.ipynb: run it top to bottom (default: load its definitions only)",
     )
     group.addoption(
+        "--book-only",
+        action="store_true",
+        default=False,
+        help="the implementation is the book's code only: the kit's extras are not provided "
+        "(as BOOK_CODE_ONLY = True in an adapter)",
+    )
+    group.addoption(
         "--stage",
         default=None,
         help=f"only the tests of this book stage (stage marker): {', '.join(STAGE_ORDER)}",
@@ -263,6 +270,7 @@ def _skip_beyond_book(config: pytest.Config, items: list[pytest.Item], impl_name
         book_only = getattr(importlib.import_module(impl_name), "BOOK_CODE_ONLY", False)
     except Exception:  # noqa: BLE001 - reported once by pytest_sessionstart
         return
+    book_only = book_only or config.getoption("--book-only", default=False)
     if not book_only:
         return
     config.stash[BOOK_ONLY_KEY] = True

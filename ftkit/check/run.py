@@ -31,12 +31,15 @@ def pytest_args(
     timeout: float | None = None,
     verbose: bool = False,
     execute: bool = False,
+    book_only: bool = False,
 ) -> list[str]:
     """The pytest command line for one check run (tests/book only, selected by marker)."""
     # `--impl=PATH` as one word: pytest looks for its ini file above every loose path argument.
     args = [sys.executable, "-m", "pytest", str(BOOK_TESTS), f"--impl={impl}", "--ftkit-summary"]
     if execute:
         args.append("--execute")
+    if book_only:
+        args.append("--book-only")
     # Skip lines only when asked: the table and "Next:" must stay in view.
     args += ["-v", "-ra"] if verbose else ["-q", "-rfE"]
     args += ["-p", "no:cacheprovider", "--no-header", "--rootdir", str(ROOT), "--tb=short"]
@@ -171,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
         "verbose": args.verbose,
         "execute": args.execute,
+        "book_only": args.book_only,
     }
     code = check_once(args.impl, args.stage, args.keyword, report, **opts)
     if args.watch:

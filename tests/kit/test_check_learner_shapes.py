@@ -119,7 +119,7 @@ def test_a_script_folder_with_sub_packages_and_relative_data_loads(tmp_path):
     entries = [{"instruction": f"Say {n}", "input": "", "output": str(n)} for n in range(5)]
     (folder / "data_setup" / "instruction-data.json").write_text(json.dumps(entries))
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
-    statuses, out, code = run_check(tmp_path, "script folder", str(folder))
+    statuses, out, code = run_check(tmp_path, "script folder", str(folder), "--book-only")
     assert code != 2, out
     assert status(statuses) == {
         "format_input": "solved",
@@ -127,6 +127,7 @@ def test_a_script_folder_with_sub_packages_and_relative_data_loads(tmp_path):
         "split_data": "solved",
     }, out
     assert "blocked" not in out, out  # data_file_path and FIRST_PROMPT were computed
+    assert code == 0 and " failed" not in out, out  # --book-only: the kit's extras not run
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before, "nothing written"
 
 
