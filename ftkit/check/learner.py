@@ -91,6 +91,9 @@ def load(impl: str, *, execute: bool = False) -> Loaded:
             sys.path.insert(0, str(path.parent))
         importlib.import_module(path.name)
         return Loaded(path.name, path)
+    from ftkit.check.impl import reference_modules
+
+    reference_modules()  # torch and the kit's modules first, outside any learner's time budget
     copy = working_copy(folder)
     finder = _on_path(copy, folder)
     name = PREFIX + re.sub(r"\W", "_", path.stem if path.is_file() else path.name)
@@ -476,8 +479,8 @@ def _on_path(folder: Path, original: Path) -> LearnerFinder:
 def _load_folder(folder: Path, name: str, finder: LearnerFinder) -> tuple[ModuleType, list[str]]:
     """One flat module from every script, notebook and sub-package module of a folder (see the
     module docstring): the folder's own files first, then its sub-packages'."""
-    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.stem.isidentifier())
-    names = [p.stem for p in files]
+    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    names = [p.stem for p in files if p.stem.isidentifier()]
     for init in sorted(folder.glob("*/__init__.py")):
         package = init.parent.name
         if not package.isidentifier():
@@ -489,4 +492,13 @@ def _load_folder(folder: Path, name: str, finder: LearnerFinder) -> tuple[Module
         ]
     modules = [importlib.import_module(n) for n in names]
     skipped = [line for m in modules for line in finder.skipped.get(m.__name__, [])]
+    for path in files:  # `chapter-6-code.ipynb`: no file imports it, but it is the learner's
+        if path.stem.isidentifier():
+            continue
+        code_name = name + "_" + re.sub(r"\W", "_", path.stem)
+        module, left_out = _load_file(
+            path, code_name, finder=finder, original=finder.original / path.name
+        )
+        modules.insert(0, module)
+        skipped += left_out
     return _flat(name, finder.original, modules), skipped
