@@ -363,10 +363,13 @@ def _loaded_lines(loaded, *, verbose: bool, shown: int = 6) -> list[str]:
     if unneeded:
         lines.append(
             f"  skipped {unneeded} statements no definition needs (downloads, training, prints"
-            "; -v lists them; --execute runs a notebook top to bottom)"
+            "; --execute runs a notebook top to bottom):"
         )
-        if verbose:
-            lines += [f"    {line}" for line in loaded.skipped if " — " not in line]
+        others = [line for line in loaded.skipped if " — " not in line]
+        listed = others if verbose else others[:shown]
+        lines += [f"    {line}" for line in listed]
+        if len(listed) < len(others):
+            lines.append(f"    ... and {len(others) - len(listed)} more (-v lists them)")
     for name, why in list(loaded.blocked.items())[: None if verbose else shown]:
         lines.append(f"  blocked: {name} {why}")
     return lines
