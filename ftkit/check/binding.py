@@ -122,3 +122,37 @@ def substitute(monkeypatch: Any, function: Any, book_name: str, fake: Any, **kw:
     name = collaborator_name(function, book_name, **kw)
     monkeypatch.setitem(target.__globals__, name, fake)
     return name
+
+
+def default_difference(name: str, ours: Any, book: Any) -> str | None:
+    """ "your `generate` defaults to temperature=1.0; the book's to temperature=0.0" when a
+    parameter the book gives a default has another default in the implementation."""
+    from ftkit.check.impl import original
+
+    target = original(ours)
+    mine = (
+        _signature(target.__init__, skip_self=True)
+        if inspect.isclass(target)
+        else _signature(target)
+    )
+    theirs = _signature(book)
+    if mine is None or theirs is None:
+        return None
+    changed = []
+    for param in theirs.parameters.values():
+        yours = mine.parameters.get(param.name)
+        if yours is None or param.default is inspect.Parameter.empty:
+            continue
+        if yours.default is inspect.Parameter.empty:
+            continue
+        try:
+            same = bool(yours.default == param.default)
+        except Exception:  # noqa: BLE001 - a tensor default, say
+            same = yours.default is param.default
+        if not same:
+            changed.append((param.name, yours.default, param.default))
+    if not changed:
+        return None
+    mine_text = ", ".join(f"{n}={y!r}" for n, y, _ in changed)
+    book_text = ", ".join(f"{n}={b!r}" for n, _, b in changed)
+    return f"your `{name}` defaults to {mine_text}; the book's to {book_text}"

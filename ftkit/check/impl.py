@@ -388,6 +388,25 @@ def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
     return found
 
 
+def default_differences(package: str, keys: set[str]) -> dict[str, str]:
+    """Exercise key -> "your `X` defaults to ...; the book's to ..." (changed defaults)."""
+    from ftkit.check.binding import default_difference
+
+    impl, found = Impl(package), {}
+    for key in sorted(keys):
+        short, name = exercise_keys().get(key, ("", key))
+        if not short:
+            continue
+        try:
+            ours = impl.lookup(name, short)
+        except Exception:  # noqa: BLE001
+            continue
+        difference = default_difference(name, ours, getattr(reference_modules()[short], name))
+        if difference:
+            found[key] = difference
+    return found
+
+
 # --- which of its own names an implementation's function calls -----------------------------
 
 

@@ -47,6 +47,8 @@ FILES_KEY = pytest.StashKey[set]()
 LOADED_KEY = pytest.StashKey[object]()
 # Exercise key -> "signature differs: yours (...) — the book's (...)".
 SIGNATURES_KEY = pytest.StashKey[dict]()
+# Exercise key -> "your `X` defaults to ...; the book's to ..." (a changed default).
+DEFAULTS_KEY = pytest.StashKey[dict]()
 # Exercise key -> the implementation's other exercises its code calls (for "blocked by").
 DEPENDS_KEY = pytest.StashKey[dict]()
 # Per tests/book function, the names it used (reference runs; tests/kit/test_markers.py reads it).
@@ -112,7 +114,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     impl_name = _impl_name(config)
     if impl_name == "reference":
         return
-    from ftkit.check.impl import dependencies, provided, signature_differences, source_files
+    from ftkit.check.impl import (
+        default_differences,
+        dependencies,
+        provided,
+        signature_differences,
+        source_files,
+    )
     from ftkit.check.learner import is_path
     from ftkit.check.loading import import_problem, load_problem
 
@@ -131,6 +139,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 impl_name, config.stash[PROVIDED_KEY]
             )
             config.stash[DEPENDS_KEY] = dependencies(impl_name, config.stash[PROVIDED_KEY])
+            config.stash[DEFAULTS_KEY] = default_differences(impl_name, config.stash[PROVIDED_KEY])
         except Exception as err:  # noqa: BLE001 - a learner's module can raise anything
             problem = f"ftkit: looking up names in --impl {impl_name!r} failed: {err!r}"
     if problem is None:
@@ -478,6 +487,10 @@ class ExerciseRecorder:
         for key, difference in config.stash.get(SIGNATURES_KEY, {}).items():
             if key in exercises:
                 exercises[key].signature = difference
+        for key, difference in config.stash.get(DEFAULTS_KEY, {}).items():
+            ex = exercises.get(key)
+            if ex is not None and ex.message and not ex.message.startswith("blocked"):
+                ex.message = f"{ex.message} — {difference}"  # the likely cause, named
         mark_blocked(exercises, config.stash.get(DEPENDS_KEY, {}))
         loaded = config.stash.get(LOADED_KEY, None)
         for ex in exercises.values():  # its code reads a value skipped while loading, or
@@ -507,6 +520,8 @@ class ExerciseRecorder:
         for name, note in self.styles.items():
             reporter.write_line(f"ftkit: style note, {name}: {note}")
         for key, difference in config.stash.get(SIGNATURES_KEY, {}).items():
+            reporter.write_line(f"ftkit: {key}: {difference}")
+        for key, difference in config.stash.get(DEFAULTS_KEY, {}).items():
             reporter.write_line(f"ftkit: {key}: {difference}")
         reporter.write_sep("=", f"ftkit: exercises of {impl_name}")
         reporter.write_line(render_table(exercises))
