@@ -26,7 +26,8 @@ import torch
 
 from ftkit.engine.distributed import Dist, session
 from ftkit.engine.trainer import fit, load_checkpoint, next_token_steps
-from reference.model import GPTModel, get_config
+from ftkit.presets import get_config
+from reference.model import GPTModel
 
 CFG = get_config("tiny", vocab_size=97, context_length=16)
 EXAMPLES, LENGTH, LR = 24, 12, 1e-3

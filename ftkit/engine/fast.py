@@ -34,8 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ftkit.checks import context_length, positive_int
-from reference.generation import _check_generation_args, _pick_next_token
+from ftkit.checks import check_generation_args, check_top_k, context_length, positive_int
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ATTENTION_PARTS = ("W_query", "W_key", "W_value", "out_proj", "num_heads", "head_dim")
@@ -316,7 +315,7 @@ def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     """
     if not has_plain_head(model):
         return loss_of_logits(model(inputs), targets)
-    from reference.model import check_token_ids
+    from ftkit.presets import check_token_ids
 
     check_token_ids(inputs, model.pos_emb.num_embeddings, model.tok_emb.num_embeddings)
     positions = torch.arange(inputs.shape[1], device=inputs.device)
@@ -616,6 +615,25 @@ def forward_cached(model: nn.Module, idx: torch.Tensor, cache: KVCache) -> torch
     return fused_call(model.out_head, fused_call(model.final_norm, x[:, -1:, :]))[:, -1, :]
 
 
+def pick_next_token(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """The next token of each row from last-position logits, as the book's `generate` picks it (§5.3).
+
+    Top-k filter, then sample at `temperature` or take the argmax: the book's operations in
+    the book's order, so a seeded run draws the same random numbers.
+    """
+    if top_k is not None:
+        check_top_k(top_k, logits.shape[-1])
+        top_logits, _ = torch.topk(logits, top_k)
+        min_val = top_logits[:, -1:]  # per row, the k-th largest logit
+        logits = torch.where(
+            logits < min_val, torch.tensor(float("-inf")).to(logits.device), logits
+        )
+    if temperature > 0.0:
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, num_samples=1)
+    return torch.argmax(logits, dim=-1, keepdim=True)
+
+
 def generate_cached(
     model: nn.Module,
     idx: torch.Tensor,
@@ -638,7 +656,7 @@ def generate_cached(
     for i, block in enumerate(model.trf_blocks):
         _require(block, ("norm1", "att", "norm2", "ff"), f"trf_blocks[{i}]")
     # The same argument checks (and messages) as the book-level `generate`.
-    _check_generation_args(idx, max_new_tokens, context_size, temperature, top_k)
+    check_generation_args(idx, max_new_tokens, context_size, temperature, top_k)
     limit, vocab = context_length(model), model.tok_emb.num_embeddings
     if context_size > limit:
         raise ValueError(f"context_size={context_size} exceeds the model's {limit} positions")
@@ -660,7 +678,7 @@ def generate_cached(
                 logits = forward_cached(model, idx[:, -1:], cache)
             else:
                 cache, logits = fresh(idx[:, -context_size:])
-            idx_next = _pick_next_token(logits, temperature, top_k)
+            idx_next = pick_next_token(logits, temperature, top_k)
             if eos_id is not None and bool((idx_next == eos_id).all()):
                 break
             idx = torch.cat((idx, idx_next), dim=1)

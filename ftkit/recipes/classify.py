@@ -35,6 +35,7 @@ from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import History, classification_steps
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 from ftkit.recipes.config import ClassifyConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
@@ -50,7 +51,6 @@ from ftkit.recipes.runtime import (
 )
 from ftkit.recipes.settings import configure, resume_keys
 from reference.classifier import add_classification_head, calc_accuracy_loader
-from reference.model import get_config
 
 if TYPE_CHECKING:
     from ftkit.engine.distributed import Dist

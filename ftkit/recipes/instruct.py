@@ -36,6 +36,7 @@ from ftkit.engine.fast import calc_loss_loader as fast_calc_loss_loader
 from ftkit.engine.plots import plot_losses_png
 from ftkit.engine.trainer import History, next_token_steps
 from ftkit.io.model_file import load_saved_model
+from ftkit.presets import get_config
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
@@ -51,7 +52,7 @@ from ftkit.recipes.runtime import (
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 from reference.training import calc_loss_loader as book_calc_loss_loader
 
 if TYPE_CHECKING:

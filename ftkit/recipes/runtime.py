@@ -28,16 +28,11 @@ from ftkit.engine.trainer import (
     restore_checkpoint,
 )
 from ftkit.io.files import atomic_path, write_text_atomic
+from ftkit.presets import canonical_preset, get_config, preset_size
 from ftkit.recipes.config import RUNS_DIR
-from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
+from reference.model import GPTModel
 
 Say = Callable[[str], None]
-
-
-def canonical_preset(name: str) -> str:
-    """The full preset name (`"355M"` -> `"gpt2-medium (355M)"`, `"tiny"` -> `"tiny"`)."""
-    size = preset_size(name)  # raises a clear error for an unknown preset
-    return next(full for full in MODEL_CONFIGS if preset_size(full) == size)
 
 
 def resolve_device(device: str = "auto") -> torch.device:

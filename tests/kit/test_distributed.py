@@ -133,7 +133,8 @@ def test_outside_torchrun_there_is_no_session_unless_accumulating(monkeypatch):
 def test_gradient_accumulation_gives_the_whole_batch_step():
     """One process, 2 micro-batches of 4 padded rows: the same losses as whole batches of 8."""
     import reference.training as book_training
-    from reference.model import GPTModel, get_config
+    from ftkit.presets import get_config
+    from reference.model import GPTModel
     from reference.training import calc_loss_batch, evaluate_model
 
     torch.set_num_threads(1)

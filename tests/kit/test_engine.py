@@ -25,9 +25,10 @@ from ftkit.engine.plots import plot_losses_png, plot_values_pngs
 from ftkit.engine.trainer import History, classification_steps, fit, next_token_steps
 from ftkit.io.classifier import load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 from reference.collate import custom_collate_fn
 from reference.instruction_data import InstructionDataset
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

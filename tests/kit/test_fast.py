@@ -15,7 +15,8 @@ from torch import nn
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.engine import fast
-from reference.model import GPTModel, get_config
+from ftkit.presets import get_config
+from reference.model import GPTModel
 from tests.book_package import book_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,9 +15,10 @@ import torch
 
 from ftkit.cli import main
 from ftkit.engine import fast
+from ftkit.presets import get_config
 from ftkit.recipes import classify
 from ftkit.recipes import instruct as recipe
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

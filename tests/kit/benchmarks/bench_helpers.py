@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from ftkit.engine.fast import prepare_fast
-from reference.model import GPTModel, get_config
+from ftkit.presets import get_config
+from reference.model import GPTModel
 
 SIZES = ("tiny", "gpt2-small", "gpt2-medium")
 DEVICES = ("cpu", "cuda", "mps")
