@@ -18,14 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.checks import context_length, positive_int
-from ftkit.engine.fast import (
-    KVCache,
-    fused_call,
-    generate_cached,
-    merge_heads,
-    split_heads,
-    transposed_linears,
-)
+from ftkit.engine.fused import merge_heads, split_heads
+from ftkit.engine.kv_cache import KVCache, fused_call, generate_cached, transposed_linears
 
 Prompt = Sequence[int]
 

@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import torch
@@ -54,8 +53,7 @@ from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this
     launched,
     per_rank_batch,
 )
-
-IGNORE_INDEX = -100  # the book's padding target (§7.3); never a class label (ch. 6)
+from reference.collate import IGNORE_INDEX  # the book's padding target (§7.3)
 
 
 class DistributedError(RuntimeError):
@@ -118,8 +116,6 @@ class Dist:
     timeout_s: float = DEFAULT_TIMEOUT_S
     _skeleton: nn.Module | None = field(default=None, repr=False)
     _seen: tuple[int, int] = (0, 0)
-    _loss_sum: torch.Tensor | None = field(default=None, repr=False)
-    _total: float = 0.0
 
     @property
     def is_main(self) -> bool:
@@ -245,78 +241,52 @@ class Dist:
         fully_shard(model)
         return model
 
-    def _no_sync(self, model: nn.Module):
+    def _no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
         # Gradient accumulation: reduce gradients only after the last micro-batch.
         if isinstance(model, nn.parallel.DistributedDataParallel):
             return model.no_sync()
-        if hasattr(model, "set_requires_gradient_sync"):
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
             model.set_requires_gradient_sync(False)
-            return contextlib.nullcontext()
         return contextlib.nullcontext()
 
-    def book(self, module: ModuleType) -> SimpleNamespace:
-        """The book's chapter `module` made data-parallel: weighted step loss, averaged evaluation.
+    @staticmethod
+    def _sync(model: nn.Module) -> contextlib.AbstractContextManager:
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce after this backward
+            model.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
 
-        - `calc_loss_batch`: this rank's loss times N * (its counted targets / the global
-          batch's), run in `grad_accum` micro-batches, so that the gradient DDP/FSDP
-          average equals the single-process gradient of the global batch's mean loss;
-        - `evaluate_model`, `calc_accuracy_loader`: averaged over the ranks;
-        - `generate_and_print_sample`: given the plain model (DDP hides `pos_emb`).
-        Pass it as `module=` to `next_token_steps` / `classification_steps`.
+    def micro_batches(
+        self, model: nn.Module, input_batch: torch.Tensor, target_batch: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float, contextlib.AbstractContextManager]]:
+        """This process's pieces of a step's batch: (inputs, targets, weight, backward context).
+
+        The batch is cut into `grad_accum` micro-batches; each one's mean loss is weighted
+        by N * (its counted targets / the global batch's), so that the gradients summed
+        over the micro-batches and averaged over the N processes (DDP/FSDP) are the
+        gradient of the global batch's mean loss, as one process computes it. Targets of
+        IGNORE_INDEX do not count (§7.3); a class label always does (ch. 6). Only the last
+        micro-batch's backward reduces gradients over the processes.
         """
-        ns = SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if k[:1] != "_"})
-        if hasattr(module, "calc_loss_batch"):
-            ns.calc_loss_batch = self._weighted(module.calc_loss_batch)
-        if hasattr(module, "evaluate_model"):
-            evaluate = module.evaluate_model
-            ns.evaluate_model = lambda *a, **k: tuple(self.mean(*evaluate(*a, **k)))
-        if hasattr(module, "calc_accuracy_loader"):
-            accuracy = module.calc_accuracy_loader
-            ns.calc_accuracy_loader = lambda *a, **k: self.mean(accuracy(*a, **k))[0]
-        if hasattr(module, "generate_and_print_sample"):
-            sample = module.generate_and_print_sample
-            ns.generate_and_print_sample = lambda model, *a, **k: sample(_plain(model), *a, **k)
-        return ns
+        k = self.grad_accum
+        chunks = list(zip(input_batch.chunk(k), target_batch.chunk(k), strict=True))
+        counts = [int((t != IGNORE_INDEX).sum()) for _, t in chunks]
+        total, tokens, rows = self.all_sum([sum(counts), input_batch.numel(), input_batch.shape[0]])
+        self._seen = (int(tokens), int(rows))
+        if len(chunks) == 1 and self.world == 1:
+            yield input_batch, target_batch, 1.0, contextlib.nullcontext()  # the book's step
+            return
+        for j, ((inputs, targets), count) in enumerate(zip(chunks, counts, strict=True)):
+            last = j == len(chunks) - 1
+            sync = self._sync(model) if last else self._no_sync(model)
+            yield inputs, targets, self.world * count / max(total, 1), sync
 
-    def _weighted(self, calc_loss_batch: Callable[..., torch.Tensor]) -> Callable:
-        def loss_batch(input_batch, target_batch, model, device, **options) -> torch.Tensor:
-            k = self.grad_accum
-            chunks = list(zip(input_batch.chunk(k), target_batch.chunk(k), strict=True))
-            counts = [int((t != IGNORE_INDEX).sum()) for _, t in chunks]
-            total, tokens, rows = self.all_sum(
-                [sum(counts), input_batch.numel(), input_batch.shape[0]]
-            )
-            self._seen, self._total = (int(tokens), int(rows)), total
-            self._loss_sum = torch.zeros((), dtype=torch.float64)
-            for j, ((inputs, targets), count) in enumerate(zip(chunks, counts, strict=True)):
-                last = j == len(chunks) - 1
-                sync = contextlib.nullcontext() if last else self._no_sync(model)
-                if last and hasattr(model, "set_requires_gradient_sync"):
-                    model.set_requires_gradient_sync(True)
-                with sync:
-                    loss = calc_loss_batch(inputs, targets, model, device, **options)
-                    self._loss_sum += loss.detach().double().cpu() * count
-                    weighted = loss * (self.world * count / max(total, 1))
-                    if last:
-                        return weighted  # `fit` calls backward: the gradients are reduced here
-                    weighted.backward()
-            raise AssertionError("unreachable")
+    def seen(self) -> tuple[int, int]:
+        """Tokens and examples of the last global batch (all processes), for the history's counts."""
+        return self._seen
 
-        return loss_batch
-
-    def seen(self, input_batch: torch.Tensor) -> tuple[int, int]:
-        """Tokens and examples of the last global batch (all ranks), for the history's counts."""
-        return (
-            self._seen
-            if self._loss_sum is not None
-            else (input_batch.numel(), input_batch.shape[0])
-        )
-
-    def step_loss(self) -> float:
-        """The last training step's loss on the whole global batch (a collective; for tests and logs)."""
-        assert self._loss_sum is not None, "no training step yet"
-        (loss_sum,) = self.all_sum([float(self._loss_sum)])
-        return loss_sum / max(self._total, 1)
+    def plain(self, model: nn.Module) -> nn.Module:
+        """The model itself, outside a DDP wrapper (which hides its `pos_emb`, ...)."""
+        return _plain(model)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -414,11 +384,11 @@ def session(
     grad_accum: int = 1,
     backend: str = "auto",
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Iterator[Dist | None]:
-    """Join torchrun's process group for the duration of a run; None when not under torchrun.
+) -> Iterator[Dist]:
+    """Join torchrun's process group for the duration of a run; outside torchrun, one process.
 
-    Outside torchrun with `grad_accum > 1` it yields a one-process `Dist` that only
-    accumulates gradients. On ranks other than 0, stdout goes to /dev/null (the book's
+    Outside torchrun it yields a one-process `Dist` (every collective a no-op) that
+    runs each step in `grad_accum` micro-batches. On ranks other than 0, stdout goes to /dev/null (the book's
     lines are printed once). Every collective times out after `timeout_s` seconds.
     """
     if strategy not in STRATEGIES:
@@ -431,7 +401,9 @@ def session(
                 "--strategy fsdp shards over several processes: start the run with "
                 "torchrun --nproc-per-node N (or --nproc-per-node N)"
             )
-        yield Dist(grad_accum=grad_accum) if grad_accum > 1 else None
+        from ftkit.engine.precision import resolve_device
+
+        yield Dist(device=resolve_device(device), grad_accum=grad_accum)
         return
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -452,7 +424,7 @@ def session(
         tdist.destroy_process_group()
 
 
-def session_from_args(args) -> contextlib.AbstractContextManager[Dist | None]:
+def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:
     """`session` with the flags of `add_flags` (and the run's `--device`)."""
     return session(
         getattr(args, "device", "auto"),

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ftkit.checks import context_length, positive_int
-from ftkit.engine.fast import transposed_linears
+from ftkit.engine.kv_cache import transposed_linears
 from ftkit.io.files import write_text_atomic
 from reference.collate import PAD_TOKEN_ID
 from reference.evaluation import RESPONSE_HEADERS, extract_response

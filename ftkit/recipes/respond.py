@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ftkit.doctor import report_device
+from ftkit.engine.precision import resolve_device
 from ftkit.recipes.instruct import (
     DEFAULT_MODEL,
     HISTOGRAM_FILE,
@@ -21,7 +22,6 @@ from ftkit.recipes.instruct import (
     load_dataset,
     load_finetuned,
 )
-from ftkit.recipes.runtime import resolve_device
 
 
 def respond(

@@ -15,7 +15,7 @@ from functools import cache
 import pytest
 import torch
 
-from ftkit.engine.fast import prepare_fast
+from ftkit.engine.fused import fuse_model
 from ftkit.presets import get_config
 from reference.model import GPTModel
 
@@ -133,5 +133,5 @@ def build_model(size: str, path: str, device: str):
 
         model = book_module("ch04").GPTModel(cfg)
     else:
-        model = prepare_fast(GPTModel(cfg))
+        model = fuse_model(GPTModel(cfg))
     return model.to(device), cfg
