@@ -53,10 +53,8 @@ def train(dist: Dist, out: Path, epochs: int, resume: bool, record: list | None 
     from ftkit.io.tokenizer import get_tokenizer
 
     loader = torch.utils.data.DataLoader(data(), batch_size=8, shuffle=True, drop_last=True)
-    train_loader = dist.shard_loader(loader, seed=123, shuffle=True)
-    val_loader = dist.shard_loader(
-        torch.utils.data.DataLoader(data(), batch_size=8), seed=123, shuffle=False
-    )
+    train_loader = loader  # every rank: the same seeded batches; each computes its slice
+    val_loader = torch.utils.data.DataLoader(data(), batch_size=8)
     gpt = dist.wrap(model().to(dist.device))
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=LR, weight_decay=0.1)
     history = None

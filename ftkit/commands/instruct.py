@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, dist) -> int:
                 batch_size=config.respond_batch_size,
                 exact=config.exact,
             )
-        if dist is not None and not dist.is_main:
+        if not dist.is_main:
             return 0  # the judge is one HTTP client: rank 0's
         if args.action in ("judge", "all"):
             step = "judge"

@@ -6,12 +6,12 @@
 with a timeout on every collective so a rank that dies stops the others instead of
 hanging them. The `Dist` it yields is what the engine and the recipes consult:
 
-- the book's global batch (8) is split over the ranks, 8/N each (`shard_loader`, a
-  `DistributedSampler` seeded with the book's seed), optionally in `grad_accum`
-  micro-batches; each rank's loss is weighted by its share of the global batch's
-  counted targets, so the averaged gradient is the one a single process computes on
-  the whole global batch (`book`);
-- evaluation losses and accuracies are averaged over the ranks (`book`);
+- every rank iterates the book's own seeded loaders, so all see the book's global
+  batches; rank r computes its slice, 8/N rows of each (`micro_batches`), optionally
+  in `grad_accum` micro-batches; each piece's loss is weighted by its share of the
+  global batch's counted targets, so the averaged gradient is the one a single process
+  computes on the whole global batch: N processes give the single-process losses;
+- evaluation runs the book's functions on whole batches (the same on every rank);
 - the model is wrapped with `DistributedDataParallel` (default) or sharded with FSDP2
   (`fully_shard`: parameters, gradients and optimizer state split over the ranks);
 - checkpoints hold a full (unsharded) state dict in the single-process format, written
@@ -38,13 +38,11 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as tdist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this API
     BACKENDS,
@@ -163,48 +161,6 @@ class Dist:
         self._collective("all_gather_object", lambda: tdist.all_gather_object(out, obj))
         return out
 
-    # -------------------------------------------------------------- data
-
-    def shard_loader(self, loader: DataLoader, *, seed: int, shuffle: bool) -> DataLoader:
-        """`loader` with each rank taking batch_size/N of every batch (a seeded DistributedSampler).
-
-        Training (`shuffle=True`): the permutation comes from `seed` + epoch (see
-        `set_epoch`), the same on every rank, and rank r takes positions r, r+N, ...
-        Evaluation (`shuffle=False`): in order, rank r takes entries r, r+N, ... so the
-        first k batches of all ranks together are the first k global batches.
-        """
-        if getattr(loader, "batch_sampler", None) is not None and loader.batch_size is None:
-            raise ValueError(
-                "a loader with its own batch sampler (--sort-by-length) cannot be split over "
-                "processes yet; drop --sort-by-length for a multi-process run"
-            )
-        share = per_rank_batch(loader.batch_size, self.world, self.grad_accum)
-        if self.world == 1:
-            return loader
-        sampler = DistributedSampler(
-            loader.dataset,
-            num_replicas=self.world,
-            rank=self.rank,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=shuffle,  # training: equal shards; evaluation: pad, as few as needed
-        )
-        return DataLoader(
-            loader.dataset,
-            batch_size=share,
-            sampler=sampler,
-            collate_fn=loader.collate_fn,
-            drop_last=loader.drop_last,
-            num_workers=loader.num_workers,
-        )
-
-    @staticmethod
-    def set_epoch(loader: DataLoader, epoch: int) -> None:
-        """A new permutation each epoch, the same on every rank and after a resume."""
-        sampler = getattr(loader, "sampler", None)
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-
     # -------------------------------------------------------------- model
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -258,20 +214,24 @@ class Dist:
     def micro_batches(
         self, model: nn.Module, input_batch: torch.Tensor, target_batch: torch.Tensor
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float, contextlib.AbstractContextManager]]:
-        """This process's pieces of a step's batch: (inputs, targets, weight, backward context).
+        """This process's pieces of a step's global batch: (inputs, targets, weight, backward context).
 
-        The batch is cut into `grad_accum` micro-batches; each one's mean loss is weighted
-        by N * (its counted targets / the global batch's), so that the gradients summed
+        Every rank iterates the book's own seeded loader, so all see the same global
+        batches; rank r takes rows r*B/N to (r+1)*B/N of each and cuts them into
+        `grad_accum` micro-batches. Each one's mean loss is weighted by
+        N * (its counted targets / the global batch's), so that the gradients summed
         over the micro-batches and averaged over the N processes (DDP/FSDP) are the
         gradient of the global batch's mean loss, as one process computes it. Targets of
         IGNORE_INDEX do not count (§7.3); a class label always does (ch. 6). Only the last
         micro-batch's backward reduces gradients over the processes.
         """
+        share = per_rank_batch(input_batch.shape[0], self.world, self.grad_accum)
+        total = int((target_batch != IGNORE_INDEX).sum())  # the global batch's counted targets
+        self._seen = (input_batch.numel(), input_batch.shape[0])
+        mine = slice(self.rank * share, (self.rank + 1) * share)  # this rank's rows of the batch
         k = self.grad_accum
-        chunks = list(zip(input_batch.chunk(k), target_batch.chunk(k), strict=True))
+        chunks = list(zip(input_batch[mine].chunk(k), target_batch[mine].chunk(k), strict=True))
         counts = [int((t != IGNORE_INDEX).sum()) for _, t in chunks]
-        total, tokens, rows = self.all_sum([sum(counts), input_batch.numel(), input_batch.shape[0]])
-        self._seen = (int(tokens), int(rows))
         if len(chunks) == 1 and self.world == 1:
             yield input_batch, target_batch, 1.0, contextlib.nullcontext()  # the book's step
             return
@@ -281,7 +241,7 @@ class Dist:
             yield inputs, targets, self.world * count / max(total, 1), sync
 
     def seen(self) -> tuple[int, int]:
-        """Tokens and examples of the last global batch (all processes), for the history's counts."""
+        """Tokens and examples of the last global batch (all ranks together), for the history's counts."""
         return self._seen
 
     def plain(self, model: nn.Module) -> nn.Module:
@@ -433,67 +393,3 @@ def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:
         backend=args.backend,
         timeout_s=args.dist_timeout,
     )
-
-
-# ------------------------------------------------------------------ respond (§7.7)
-
-
-def write_test_responses_sharded(
-    dist: Dist,
-    model: nn.Module,
-    tokenizer: Any,
-    test_data: Sequence[dict],
-    device: torch.device | str,
-    out_path: str | os.PathLike,
-    *,
-    max_new_tokens: int = 256,
-    style: str = "alpaca",
-    progress: bool = True,
-) -> list[dict]:
-    """`write_test_responses` with the test entries split over the ranks; rank 0 writes the file.
-
-    Each round, rank r answers the r-th of the next N unanswered entries; rank 0
-    appends the N answers in the book's order and rewrites the file, so a rerun
-    resumes from it as the single-process loop does.
-    """
-    from tqdm import tqdm
-
-    from ftkit.checks import context_length
-    from ftkit.engine.respond import answer, load_done, write_responses
-    from reference.collate import PAD_TOKEN_ID
-
-    out_path = Path(out_path)
-    done = load_done(out_path, test_data)
-    todo = list(test_data[len(done) :])
-    context_size = context_length(model)
-    model.eval()
-    with tqdm(
-        total=len(test_data),
-        initial=len(done),
-        desc="Generating responses",
-        disable=not (progress and dist.is_main),
-    ) as bar:
-        for first in range(0, len(todo), dist.world):
-            batch = todo[first : first + dist.world]
-            mine = batch[dist.rank] if dist.rank < len(batch) else None
-            reply = None
-            if mine is not None:
-                reply = answer(
-                    model,
-                    tokenizer,
-                    mine,
-                    device,
-                    max_new_tokens=max_new_tokens,
-                    context_size=context_size,
-                    eos_id=PAD_TOKEN_ID,
-                    style=style,
-                )
-            replies = dist.gather(reply)
-            done.extend({**e, "model_response": r} for e, r in zip(batch, replies, strict=False))
-            if dist.is_main:
-                write_responses(out_path, done)
-            bar.update(len(batch))
-    if dist.is_main and not test_data:
-        write_responses(out_path, done)
-    dist.barrier()  # the file is complete before any rank moves on
-    return done

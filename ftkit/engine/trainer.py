@@ -292,7 +292,6 @@ def fit(
     progress = progress and dist.is_main
     for epoch in range(history.epochs_done, num_epochs):
         model.train()
-        dist.set_epoch(train_loader, epoch)  # the same shuffle on every rank and on resume
         with tqdm(
             total=len(train_loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress
         ) as bar:

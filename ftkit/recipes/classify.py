@@ -155,10 +155,6 @@ def train(
     settings["pretrained"] = run.pretrained
     gpt = add_classification_head(run.model, num_classes=2, trainable=c.trainable)
     gpt = dist.wrap(backend.prepare(gpt))  # fused on the fast path; wrapped/sharded over ranks
-    fit_loaders = (  # each rank: its share of every batch
-        dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
-        dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
-    )
     steps = backend.classification_steps(c.token_position, mean=dist.mean)
     optimizer = backend.optimizer(gpt, lr=c.lr, weight_decay=c.weight_decay)
     history = run.restore(optimizer, gpt, dist)
@@ -169,7 +165,7 @@ def train(
     # --- train (§6.7)
     gpt, history = train_epochs(
         gpt,
-        fit_loaders,
+        (train_loader, val_loader),
         optimizer,
         dev,
         steps=steps,

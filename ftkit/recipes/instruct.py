@@ -266,10 +266,6 @@ def finetune(
     if c.lora_rank:
         add_lora(gpt, c.lora_rank, c.lora_alpha, say)
     gpt = dist.wrap(backend.prepare(gpt))  # fused on the fast path; wrapped/sharded over ranks
-    fit_loaders = (  # each rank: its share of every batch
-        dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
-        dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
-    )
     optimizer = backend.optimizer(gpt, lr=c.lr, weight_decay=c.weight_decay)
     history = run.restore(optimizer, gpt, dist)
     if history is None:
@@ -290,7 +286,7 @@ def finetune(
     )
     gpt, history = train_epochs(
         gpt,
-        fit_loaders,
+        (train_loader, val_loader),
         optimizer,
         dev,
         steps=steps,
