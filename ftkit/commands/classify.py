@@ -7,8 +7,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ftkit.choices import DEVICES
 from ftkit.engine.launch import add_flags as add_distributed_flags
-from ftkit.recipes.config import DEVICES, ClassifyConfig
+from ftkit.recipes.config import ClassifyConfig
 from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
 

@@ -11,8 +11,9 @@ import contextlib
 
 import torch
 
+from ftkit.choices import DEVICES, PRECISIONS
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -39,9 +40,6 @@ def autocast_context(
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def default_precision(device: torch.device | str) -> str:

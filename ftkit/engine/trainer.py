@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from ftkit.engine.distributed import Dist
 
 Say = Callable[[str], None]
+# The checkpoint format: 2 added "version" and the history's `metrics`; a file without
+# "version" is format 1 (the kit before versions), which loads the same way.
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -38,7 +41,8 @@ class History:
 
     `train_losses`/`val_losses`/`track_tokens_seen` grow at each evaluation,
     `train_accs`/`val_accs` after each epoch (ch. 6 only); `global_step` starts at -1
-    as the book's, so the first step is 0 and is evaluated.
+    as the book's, so the first step is 0 and is evaluated. `metrics` holds any other
+    named series (a new metric goes there, so older and newer checkpoints still resume).
     """
 
     train_losses: list[float] = field(default_factory=list)
@@ -50,6 +54,7 @@ class History:
     examples_seen: int = 0
     global_step: int = -1
     epochs_done: int = 0
+    metrics: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (lists and numbers): what a checkpoint or a JSON file stores."""
@@ -57,12 +62,20 @@ class History:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """The history a checkpoint stored; a missing or unknown key is a clear error."""
+        """The history a checkpoint stored, from any version of the kit.
+
+        The counters must be there (else it is not a history); a series it lacks starts
+        empty, and a series this kit does not know is kept in `metrics`.
+        """
         names = {f.name for f in fields(cls)}
-        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
-        if missing or unknown:
-            raise ValueError(f"not a training history: missing {missing}, unknown {unknown}")
-        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in data.items()})
+        counters = ("tokens_seen", "examples_seen", "global_step", "epochs_done")
+        missing = [k for k in counters if k not in data]
+        if not isinstance(data, Mapping) or missing:
+            raise ValueError(f"not a training history: missing {missing}")
+        known = {k: list(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        metrics = {k: list(v) for k, v in dict(data.get("metrics") or {}).items()}
+        metrics |= {k: list(v) for k, v in data.items() if k not in names}
+        return cls(**{**known, "metrics": metrics})
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ def save_checkpoint(
         dist.barrier()  # the file is whole before any rank goes on (and may read it)
         return
     state = {
+        "version": CHECKPOINT_VERSION,
         "epoch": history.epochs_done - 1,  # the last finished epoch, 0-based
         "model": model_state,
         "optimizer": optimizer_state,
@@ -123,6 +137,11 @@ def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[st
         raise ValueError(
             f"cannot read checkpoint {path} ({type(err).__name__}: {err}); delete it to start over"
         ) from err
+    if state.get("version", 1) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} has format {state['version']}, written by a newer ftkit "
+            f"(this one reads up to {CHECKPOINT_VERSION}); upgrade ftkit, or --restart"
+        )
     saved = state.get("settings", {})
     differs = {k: (saved.get(k), settings.get(k)) for k in keys if saved.get(k) != settings.get(k)}
     if differs:

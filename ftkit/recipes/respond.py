@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ftkit.choices import JUDGE_URL
 from ftkit.doctor import report_device
 from ftkit.engine.precision import resolve_device
 from ftkit.recipes.instruct import (
@@ -91,7 +92,7 @@ def judge_unavailable(url: str, judge_model: str, timeout: float = 3.0) -> str |
 def judge(
     out_dir: str | os.PathLike = ".",
     *,
-    url: str = "http://localhost:11434/api/chat",
+    url: str = JUDGE_URL,
     judge_model: str = "llama3",
     progress: bool = True,
     say: Callable[[str], None] = print,
