@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import inspect
 import os
 import warnings
@@ -375,12 +376,20 @@ def session(
     )
     dist = Dist(rank, world, local_rank, dev, strategy, grad_accum, timeout_s)
     quiet = open(os.devnull, "w") if rank else None  # noqa: SIM115 - closed below
+    finished = False
     try:
         with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
             yield dist
+        finished = True
     finally:
         if quiet:
             quiet.close()
+        if finished:
+            # Before the group goes: free the run's DDP/FSDP state (its pending gloo work holds
+            # tensors that must not outlive the group) and let no rank leave while another
+            # still talks to it; after a failure a barrier would only wait for the dead.
+            gc.collect()
+            dist.barrier()
         tdist.destroy_process_group()
 
 
