@@ -1,0 +1,133 @@
+"""`ftkit check`'s exit status and reports agree with its table (real runs in a child process).
+
+Book-only code whose kit-extra checks fail exits 0; one failing exercise exits 1; a learner's
+fresh `ftkit init` folder (all not started) exits 0; a report lands in a folder that does not
+exist yet, and one that cannot be written makes the run fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.checker  # each runs `ftkit check` in a child process (-m checker)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The book's own custom_collate_fn (§7.3, listing 7.5), exactly: none of the kit's extras.
+BOOK_COLLATE = """
+import torch
+
+
+def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, device="cpu"):
+    batch_max_length = max(len(item) + 1 for item in batch)
+    inputs_lst, targets_lst = [], []
+    for item in batch:
+        new_item = item.copy()
+        new_item += [pad_token_id]
+        padded = new_item + [pad_token_id] * (batch_max_length - len(new_item))
+        inputs = torch.tensor(padded[:-1])
+        targets = torch.tensor(padded[1:])
+        mask = targets == pad_token_id
+        indices = torch.nonzero(mask).squeeze()
+        if indices.numel() > 1:
+            targets[indices[1:]] = ignore_index
+        if allowed_max_length is not None:
+            inputs = inputs[:allowed_max_length]
+            targets = targets[:allowed_max_length]
+        inputs_lst.append(inputs)
+        targets_lst.append(targets)
+    inputs_tensor = torch.stack(inputs_lst).to(device)
+    targets_tensor = torch.stack(targets_lst).to(device)
+    return inputs_tensor, targets_tensor
+"""
+
+# Draft 1 with one bug: pads with zeros instead of pad_token_id.
+BUGGY_DRAFT_1 = '''
+
+def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
+    """Mine (book §7.3), with a bug."""
+    import torch
+
+    width = max(len(item) + 1 for item in batch)
+    rows = [list(item) + [0] * (width - len(item)) for item in batch]
+    return torch.tensor([row[:-1] for row in rows]).to(device)
+'''
+
+
+def ftkit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    return subprocess.run(
+        [sys.executable, "-m", "ftkit.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def table_row(stdout: str, stage: str) -> list[str]:
+    return next(line.split() for line in stdout.splitlines() if line.startswith(f"{stage} "))
+
+
+def test_book_only_code_failing_kit_extras_exits_0_and_its_report_lands(tmp_path):
+    (tmp_path / "book_collate.py").write_text(textwrap.dedent(BOOK_COLLATE), encoding="utf-8")
+    report = tmp_path / "out" / "deeper" / "results.json"  # no such folder yet
+    result = ftkit(
+        tmp_path,
+        "check",
+        "--impl",
+        "book_collate.py",
+        "--format",
+        "gradescope",
+        "--report",
+        str(report),
+    )
+    output = result.stdout + result.stderr
+    assert table_row(result.stdout, "collate")[1:3] == ["1/3", "0"], output  # solved, 0 failing
+    assert result.returncode == 0, output
+    tests = {t["name"]: t for t in json.loads(report.read_text(encoding="utf-8"))["tests"]}
+    assert tests["custom_collate_fn"]["score"] == 1.0
+    assert "failure" not in tests["custom_collate_fn"]["output"]
+    assert "GPTModel" not in tests  # not provided: not counted
+
+
+def test_a_report_that_cannot_be_written_fails_the_run(tmp_path):
+    (tmp_path / "book_collate.py").write_text(textwrap.dedent(BOOK_COLLATE), encoding="utf-8")
+    (tmp_path / "out").write_text("a file, not a folder", encoding="utf-8")
+    result = ftkit(
+        tmp_path,
+        *("check", "--impl", "book_collate.py", "--stage", "collate"),
+        *("--report", str(tmp_path / "out" / "results.json")),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "could not write the report" in result.stdout
+
+
+def test_an_init_folder_checks_itself_not_started_0_then_one_bug_1(tmp_path):
+    assert ftkit(tmp_path, "init", "mine").returncode == 0
+    folder = tmp_path / "mine"
+    fresh = ftkit(folder, "check", "--stage", "collate")  # no --impl: ftkit.toml
+    output = fresh.stdout + fresh.stderr
+    assert fresh.returncode == 0, output
+    assert table_row(fresh.stdout, "collate")[1:5] == ["0/3", "0", "0", "3"], output
+    assert str(folder.resolve()) in fresh.stdout  # the header names the learner's folder
+
+    collate = folder / "collate.py"
+    source = collate.read_text(encoding="utf-8")
+    start = source.index("def custom_collate_draft_1(")
+    end = source.index("\ndef ", start + 1)
+    collate.write_text(source[:start] + BUGGY_DRAFT_1.strip() + "\n\n" + source[end:], "utf-8")
+    buggy = ftkit(folder, "check", "--stage", "collate")
+    output = buggy.stdout + buggy.stderr
+    assert buggy.returncode == 1, output
+    assert table_row(buggy.stdout, "collate")[1:3] == ["0/3", "1"], output
+    assert "Next: fix `custom_collate_draft_1`" in buggy.stdout
