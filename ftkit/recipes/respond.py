@@ -96,6 +96,7 @@ def judge(
     *,
     url: str = "http://localhost:11434/api/chat",
     judge_model: str = "llama3",
+    timeout: float | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict:
@@ -115,6 +116,7 @@ def judge(
         judge_model,
         url,
         scores_path=out / SCORES_FILE,
+        timeout=timeout,
         progress=progress,
     )
     summary = summarize_scores(scores, total=len(entries))
