@@ -22,7 +22,7 @@ else:  # pragma: no cover
 
 from ftkit.check.markers import canonical_stage
 from ftkit.commands.init import CONFIG
-from ftkit.layout import BOOK_TESTS, ROOT
+from ftkit.layout import BOOK_TESTS, INSTALLED, ROOT
 
 
 def pytest_args(
@@ -178,6 +178,12 @@ def default_impl() -> str:
         raise SystemExit(f"ftkit check: cannot read {CONFIG}: {err}") from err
     if found:
         print(f"checking {found} (from {CONFIG}; --impl to check something else)", file=sys.stderr)
+    elif INSTALLED:
+        print(
+            "checking the kit's own stubs; `ftkit init DIR` starts a folder of your own to "
+            "fill in (then `ftkit check` inside it)",
+            file=sys.stderr,
+        )
     return found or "exercises"
 
 

@@ -38,6 +38,8 @@ deleted file and never overwrites one you have written.
 """
 # `from exercises.collate import X` in the kit's stubs: here the sibling file.
 KIT_IMPORT = re.compile(r"^(\s*)from exercises\.(\w+) import", re.MULTILINE)
+# How a kit stub's docstring says to check it, in the kit's checkout.
+KIT_CHECK = re.compile(r"pytest --impl exercises tests/book/test_\w+\.py")
 # The book's tooling the stubs import from the kit's reference code: `import ftkit` first
 # makes `reference` importable when a file is run on its own (an installed kit ships it).
 REFERENCE_IMPORT = re.compile(r"^from reference\.", re.MULTILINE)
@@ -59,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def learner_copy(stub: str) -> str:
     """A kit stub as a file of the learner's folder (imports by sibling file name)."""
-    text = KIT_IMPORT.sub(r"\1from \2 import", stub)
+    text = KIT_CHECK.sub("ftkit check", KIT_IMPORT.sub(r"\1from \2 import", stub))
     first = REFERENCE_IMPORT.search(text)
     if first:
         text = text[: first.start()] + IMPORT_FTKIT + text[first.start() :]

@@ -100,9 +100,12 @@ def test_init_into_a_file_is_a_clear_error(tmp_path, capsys):
 
 
 def test_learner_copies_import_their_siblings_and_the_kits_reference():
-    stub = "from exercises.collate import PAD_TOKEN_ID\nfrom reference.model import X\n"
+    stub = (
+        '"""Run `pytest --impl exercises tests/book/test_collate.py`."""\n'
+        "from exercises.collate import PAD_TOKEN_ID\nfrom reference.model import X\n"
+    )
     copy = learner_copy(stub)
-    assert "from collate import PAD_TOKEN_ID" in copy
+    assert "from collate import PAD_TOKEN_ID" in copy and "Run `ftkit check`." in copy
     assert copy.index("import ftkit") < copy.index("from reference.model")
 
 
