@@ -357,6 +357,7 @@ class ExerciseRecorder:
         self.outcomes: dict[str, tuple[str, str, list[str], str]] = {}
         self.session: pytest.Session | None = None
         self.report_failed = 0  # 1 when --ftkit-report could not be written
+        self.unattributed: set[str] = set()  # failed tests that used no exercise name
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
@@ -365,6 +366,8 @@ class ExerciseRecorder:
         used = list(getattr(report, "ftkit_used", None) or [])
         if not used and report.skipped and getattr(report, "ftkit_declared", None):
             used = list(report.ftkit_declared)  # skipped before it ran (e.g. book-code-only)
+        if report.failed and not used and not getattr(report, "ftkit_extra", False):
+            self.unattributed.add(report.nodeid)  # no exercise row shows it: it fails the run
         if not used or (report.when != "call" and report.passed):
             return
         if report.ftkit_book_exercise and report.ftkit_used:
@@ -396,7 +399,7 @@ class ExerciseRecorder:
         session = self.session
         # The table decides the exit status (progress.exit_status); pytest's own 2-5 stand.
         if status is not None and session is not None and session.exitstatus in (0, 1):
-            session.exitstatus = max(status, self.report_failed)
+            session.exitstatus = max(status, self.report_failed, int(bool(self.unattributed)))
 
     def _wanted(self) -> bool:
         config = self.config

@@ -8,7 +8,6 @@ exist yet, and one that cannot be written makes the run fail.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,37 +15,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit.test_check_learners import env_with
+from tests.kit.test_check_sources import COLLATE_BODY
+
 pytestmark = pytest.mark.checker  # each runs `ftkit check` in a child process (-m checker)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # The book's own custom_collate_fn (§7.3, listing 7.5), exactly: none of the kit's extras.
-BOOK_COLLATE = """
-import torch
-
-
-def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, device="cpu"):
-    batch_max_length = max(len(item) + 1 for item in batch)
-    inputs_lst, targets_lst = [], []
-    for item in batch:
-        new_item = item.copy()
-        new_item += [pad_token_id]
-        padded = new_item + [pad_token_id] * (batch_max_length - len(new_item))
-        inputs = torch.tensor(padded[:-1])
-        targets = torch.tensor(padded[1:])
-        mask = targets == pad_token_id
-        indices = torch.nonzero(mask).squeeze()
-        if indices.numel() > 1:
-            targets[indices[1:]] = ignore_index
-        if allowed_max_length is not None:
-            inputs = inputs[:allowed_max_length]
-            targets = targets[:allowed_max_length]
-        inputs_lst.append(inputs)
-        targets_lst.append(targets)
-    inputs_tensor = torch.stack(inputs_lst).to(device)
-    targets_tensor = torch.stack(targets_lst).to(device)
-    return inputs_tensor, targets_tensor
-"""
+BOOK_COLLATE = (
+    "import torch\n\n\n"
+    "def custom_collate_fn(\n"
+    "    batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, device='cpu'\n"
+    "):" + textwrap.indent(textwrap.dedent(COLLATE_BODY.format(limit="allowed_max_length")), "    ")
+)
 
 # Draft 1 with one bug: pads with zeros instead of pad_token_id.
 BUGGY_DRAFT_1 = '''
@@ -62,15 +44,10 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
 
 
 def ftkit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    """`ftkit ARGS` run in `cwd` (a learner's folder), with this checkout's kit."""
+    command = [sys.executable, "-m", "ftkit.cli", *args]
     return subprocess.run(
-        [sys.executable, "-m", "ftkit.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        command, cwd=cwd, env=env_with(ROOT), capture_output=True, text=True, timeout=300
     )
 
 
@@ -79,7 +56,7 @@ def table_row(stdout: str, stage: str) -> list[str]:
 
 
 def test_book_only_code_failing_kit_extras_exits_0_and_its_report_lands(tmp_path):
-    (tmp_path / "book_collate.py").write_text(textwrap.dedent(BOOK_COLLATE), encoding="utf-8")
+    (tmp_path / "book_collate.py").write_text(BOOK_COLLATE, encoding="utf-8")
     report = tmp_path / "out" / "deeper" / "results.json"  # no such folder yet
     result = ftkit(
         tmp_path,
