@@ -294,8 +294,9 @@ def render_next(ex: Exercise | None, exercises: dict[str, Exercise] | None = Non
 def failure_text(ex: Exercise) -> tuple[str, str]:
     """(message, learner's file:line) of the exercise's first failure; nothing once it is solved.
 
-    A solved exercise may still carry the message of a failed kit extra: no report shows it
-    as that exercise's failure.
+    A solved exercise may still carry the message of a failed kit extra: neither "Next:"
+    nor the Gradescope output shows it as that exercise's failure (the JSON report keeps
+    the raw `message` for tools).
     """
     return ("", "") if ex.status == SOLVED else (ex.message, ex.where)
 
@@ -327,7 +328,7 @@ def write_report(exercises: dict[str, Exercise], path: Path, impl: str) -> None:
             "module": ex.module,
             "status": ex.status,
             "section": ex.section,
-            "message": failure_text(ex)[0],
+            "message": ex.message,  # raw, for tools (tests/mistakes reads it)
             "signature": ex.signature,
             "blocked_by": ex.blocked_by,
             "tests": ex.outcomes,
