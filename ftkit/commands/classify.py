@@ -62,6 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ftkit.recipes.runtime import (
         OutDirError,
         check_out_dir,
+        ensure_weights,
         run_dir,
         setup_interrupt_message,
     )
@@ -80,7 +81,11 @@ def run_train(args: argparse.Namespace) -> int:
             return 1
     out = None
     try:
-        out = check_out_dir(run_dir("classify", config.model, config.out))  # before any work
+        planned = run_dir("classify", config.model, config.out)  # GPT-2's weights before any folder
+        ensure_weights(
+            config.model, models_dir=config.models_dir, checkpoint=planned / CHECKPOINT_FILE
+        )
+        out = check_out_dir(planned)  # before any work
         with session_from_args(args) as dist:
             train(config=dataclasses.replace(config, out=out), say=_say, dist=dist)
     except OutDirError as err:

@@ -21,6 +21,7 @@ Everything the recipe writes goes into one output folder (default `runs/classify
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -223,14 +224,27 @@ def train(
 
 
 def predict(
-    model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
+    model_dir: str | os.PathLike,
+    texts: Iterable[str],
+    *,
+    device: str = "auto",
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> list[str | None]:
     """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8).
 
-    An empty (or blank) text gets None: the others are still answered.
+    An empty (or blank) text gets None: the others are still answered. A classifier trained
+    from a randomly initialised model (`--model tiny`) is said to be one (`say`).
     """
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)
+    settings = meta.get("settings") or {}
+    if settings.get("pretrained") is False:
+        say(
+            f"WARNING: {model_dir} holds a classifier trained from a randomly initialised "
+            f"model ({settings.get('model', 'tiny')!r}, not GPT-2's pretrained weights): its "
+            "labels are little better than guesses. Train with --model gpt2-small for the "
+            "book's accuracy."
+        )
     tokenizer = get_tokenizer()
     options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
     # classify_review's labels (§6.8), several texts per forward pass; an empty text is None.

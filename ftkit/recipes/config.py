@@ -176,6 +176,12 @@ class InstructConfig(RunConfig):
         "Ollama chat endpoint of the judge (book: localhost:11434)",
     )
     judge_model: str = setting("llama3", "Ollama judge model (book: llama3)")
+    judge_timeout: float = setting(
+        120.0,
+        "seconds to wait for each judge answer before retrying it (3 retries; a slow "
+        "machine or a large judge model may need more)",
+        type=float,
+    )
     eval_freq: int = setting(5, resume=True)
     # None: the model's context for the book's data (§7.3), 512 for Alpaca-format files.
     allowed_max_length: int | None = setting(None, resume=True)

@@ -94,6 +94,7 @@ def judge(
     *,
     url: str = JUDGE_URL,
     judge_model: str = "llama3",
+    timeout: float | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict:
@@ -113,6 +114,7 @@ def judge(
         judge_model,
         url,
         scores_path=out / SCORES_FILE,
+        timeout=timeout,
         progress=progress,
     )
     summary = summarize_scores(scores, total=len(entries))

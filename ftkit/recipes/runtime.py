@@ -53,6 +53,34 @@ def build_model(
     return model, True
 
 
+def ensure_weights(
+    preset: str,
+    *,
+    models_dir: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+) -> None:
+    """Before any work (no run folder, no data): the GPT-2 weights a fresh run loads are here.
+
+    Cached ones are found, missing ones fetched now; `tiny` needs none, nor does a run that
+    will resume from `checkpoint`. When they cannot be had (offline, no network) the
+    AssetError also offers `--model tiny`.
+    """
+    name = canonical_preset(preset)
+    if name == "tiny" or (checkpoint is not None and Path(checkpoint).exists()):
+        return
+    from ftkit.io.assets import AssetError
+    from ftkit.io.gpt2 import fetch_gpt2, pick_source
+
+    size = preset_size(name)
+    try:
+        fetch_gpt2(size, models_dir, source=pick_source(size, models_dir))
+    except AssetError as err:
+        raise AssetError(
+            f"{err}\n  Or run without GPT-2's weights: --model tiny (random init, a quick "
+            "check that the pipeline runs; nothing was written)"
+        ) from None
+
+
 class OutDirError(ValueError):
     """`--out` cannot hold the run's files (a file, under a file, not writable): exit 2."""
 

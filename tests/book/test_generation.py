@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from book_package import book_module
 from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.presets import get_config
-from tests.book_package import book_module
 
 book4 = book_module("ch04")
 book5 = book_module("ch05")

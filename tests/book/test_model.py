@@ -11,12 +11,12 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from book_package import book_module
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.diagnose import annotate, diagnose_model
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.presets import get_config
-from tests.book_package import book_module
 
 pytestmark = pytest.mark.stage("model")
 

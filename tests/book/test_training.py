@@ -13,13 +13,13 @@ from functools import partial
 
 import pytest
 import torch
+from book_package import book_module
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.presets import get_config
-from tests.book_package import book_module
 
 pytestmark = pytest.mark.stage("training")
 

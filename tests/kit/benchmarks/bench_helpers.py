@@ -129,7 +129,7 @@ def build_model(size: str, path: str, device: str):
     cfg = get_config(size)
     torch.manual_seed(123)
     if path == "book":
-        from tests.book_package import book_module
+        from book_package import book_module
 
         model = book_module("ch04").GPTModel(cfg)
     else:

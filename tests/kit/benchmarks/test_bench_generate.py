@@ -31,7 +31,7 @@ def prompt_ids(device: str) -> torch.Tensor:
     cases(GENERATORS, repeats=env_int("FTKIT_BENCH_GEN_REPEATS", 2)),
 )
 def test_generate(benchmark, device, size, repeat, path):
-    from tests.book_package import book_module
+    from book_package import book_module
 
     generate = book_module("ch05").generate
 
