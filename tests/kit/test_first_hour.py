@@ -125,9 +125,10 @@ def test_training_offline_without_weights_suggests_tiny_before_any_work(
 
 def test_predict_with_a_random_model_says_so(tmp_path, capsys):
     from ftkit.io.classifier import save_classifier
+    from ftkit.presets import get_config
     from ftkit.recipes.classify import predict
     from reference.classifier import add_classification_head
-    from reference.model import GPTModel, get_config
+    from reference.model import GPTModel
 
     torch.manual_seed(0)
     model = add_classification_head(GPTModel(get_config("tiny")), num_classes=2)
