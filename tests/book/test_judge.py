@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_ollama import running_fake_ollama
 
 from ftkit.asserts import assert_equal
 from ftkit.check.binding import substitute
 from ftkit.io.assets import fetch
-from tests.fake_ollama import running_fake_ollama
 
 pytestmark = pytest.mark.stage("evaluation")
 
