@@ -371,8 +371,8 @@ def signature_difference(ours: Any, book: Any) -> str | None:
     return f"signature differs: yours ({', '.join(yours)}) — the book's ({', '.join(book_names)})"
 
 
-def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
-    """Exercise key -> how the implementation's signature differs from the book's (= reference)."""
+def _compare_with_book(package: str, keys: set[str], compare) -> dict[str, str]:
+    """Exercise key -> `compare(name, yours, the book's)` where that says something."""
     impl, found = Impl(package), {}
     for key in sorted(keys):
         short, name = exercise_keys().get(key, ("", key))
@@ -382,29 +382,22 @@ def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
             ours = impl.lookup(name, short)
         except Exception:  # noqa: BLE001 - NotProvided, or a learner's object that breaks lookup
             continue
-        difference = signature_difference(ours, getattr(reference_modules()[short], name))
+        difference = compare(name, ours, getattr(reference_modules()[short], name))
         if difference:
             found[key] = difference
     return found
+
+
+def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
+    """Exercise key -> how the implementation's signature differs from the book's (= reference)."""
+    return _compare_with_book(package, keys, lambda _, ours, book: signature_difference(ours, book))
 
 
 def default_differences(package: str, keys: set[str]) -> dict[str, str]:
     """Exercise key -> "your `X` defaults to ...; the book's to ..." (changed defaults)."""
     from ftkit.check.binding import default_difference
 
-    impl, found = Impl(package), {}
-    for key in sorted(keys):
-        short, name = exercise_keys().get(key, ("", key))
-        if not short:
-            continue
-        try:
-            ours = impl.lookup(name, short)
-        except Exception:  # noqa: BLE001
-            continue
-        difference = default_difference(name, ours, getattr(reference_modules()[short], name))
-        if difference:
-            found[key] = difference
-    return found
+    return _compare_with_book(package, keys, default_difference)
 
 
 # --- which of its own names an implementation's function calls -----------------------------
