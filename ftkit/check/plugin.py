@@ -13,12 +13,17 @@ Loaded by the root conftest.py. For any implementation but the reference:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import shutil
 import signal
+import sys
+import sysconfig
 import tempfile
 import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,6 +136,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             config.stash[LOADED_KEY] = loaded
             config.option.impl = impl_name = loaded.name  # tests look the module up by name
     problem = problem or import_problem(impl_name)
+    _drop_learner_gc_callbacks()
     if problem is None:
         try:
             config.stash[PROVIDED_KEY] = provided(impl_name)
@@ -146,6 +152,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _work_in_a_temporary_folder(config, config.stash.get(LOADED_KEY, None))
     else:
         config.stash[PROBLEM_KEY] = problem
+
+
+INTERNAL_ERROR_TEXT = "ftkit: the check stopped early"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_internalerror(excrepr, excinfo: pytest.ExceptionInfo) -> None:
+    """pytest itself failed: after its INTERNALERROR lines (for a bug report), one paragraph
+    saying what happened; `ftkit check` ends with exit status 1 (ftkit/check/run.py). The
+    learner's code cannot get here: a failure pytest cannot format is a plain report
+    (`_plain_report`), and the learner's gc callbacks are removed."""
+    err = excinfo.value
+    frames = traceback.extract_tb(excinfo.tb)[-2:]
+    where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+    print(
+        f"{INTERNAL_ERROR_TEXT}: pytest failed while running the tests "
+        f"({type(err).__name__}: {err}; at {where}).\n"
+        "  The table below covers the tests that ran before. Run the check again; if this "
+        "repeats, report it with this message.",
+        file=sys.stderr,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -291,9 +318,17 @@ def _skip_beyond_book(config: pytest.Config, items: list[pytest.Item], impl_name
             item.add_marker(skip)
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
+    # The test's time limit measures the learner's code, not pytest writing its report: an alarm
+    # raising inside pytest's traceback formatting (in a gc callback run while `ast.parse` builds
+    # its tree) makes a nested parse that breaks CPython's AST recursion count (3.11: SystemError
+    # "AST constructor recursion depth mismatch", pytest exit 3).
+    _drop_learner_gc_callbacks()
+    with _timer_paused():
+        outcome = yield
+    if outcome.exception is not None:  # pytest could not format this failure: say so, plainly
+        outcome.force_result(_plain_report(item, call, outcome.exception))
     report = outcome.get_result()
     impl = getattr(item, "ftkit_impl", None)
     report.ftkit_used = list(impl.used) if impl is not None else []
@@ -325,6 +360,59 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             hung = item.config.stash.setdefault(HUNG_KEY, set())
             hung.update(impl.used or _declared(item))
         report.ftkit_where = _learner_frame(call.excinfo, item.config.stash.get(FILES_KEY, set()))
+
+
+def _drop_learner_gc_callbacks() -> None:
+    """Remove the garbage collector callbacks a learner's code left behind: one that raises runs
+    inside every later `ast.parse` (pytest's tracebacks, the summary) and breaks it the same way."""
+    installed = {*sysconfig.get_paths().values(), str(Path(__file__).resolve().parents[1])}
+    gc.callbacks[:] = [
+        callback
+        for callback in gc.callbacks
+        if not hasattr(callback, "__code__")
+        or callback.__code__.co_filename.startswith(tuple(installed))
+    ]
+
+
+@contextlib.contextmanager
+def _timer_paused() -> Iterator[None]:
+    """Stop the running alarm (a test's time limit) meanwhile; resume it with the time it had left."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    left, interval = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if left > 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
+
+
+def _plain_report(
+    item: pytest.Item, call: pytest.CallInfo, err: BaseException
+) -> pytest.TestReport:
+    """The report of a test whose failure pytest could not format (its own error `err`): the
+    failure's type and message, and where in the learner's files it happened."""
+    if call.excinfo is None:
+        lines = [f"E   pytest could not report this test: {type(err).__name__}: {err}"]
+    else:
+        exc = call.excinfo.value
+        lines = [f"E   {line}" for line in traceback.format_exception_only(type(exc), exc)]
+        lines.append(f"    (pytest could not show the traceback: {type(err).__name__}: {err})")
+        where = _learner_frame(call.excinfo, item.config.stash.get(FILES_KEY, set()))
+        if where:
+            lines.insert(0, f"{where}")
+    return pytest.TestReport(
+        item.nodeid,
+        item.location,
+        dict.fromkeys(item.keywords, 1),
+        "failed",
+        "\n".join(line.rstrip("\n") for line in lines),
+        call.when,
+        duration=call.duration,
+        start=call.start,
+        stop=call.stop,
+    )
 
 
 def _blocked_value(config: pytest.Config, err: BaseException) -> str:

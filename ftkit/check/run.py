@@ -24,6 +24,8 @@ from ftkit.check.markers import canonical_stage
 from ftkit.commands.init import CONFIG
 from ftkit.layout import BOOK_TESTS, INSTALLED, ROOT
 
+PYTEST_INTERNAL_ERROR = 3  # pytest.ExitCode.INTERNAL_ERROR (not imported: a fast start)
+
 
 def pytest_args(
     impl: str,
@@ -98,7 +100,10 @@ def check_once(
         args, cwd=ROOT, env=child_env(), preexec_fn=_die_with_parent if linux else None
     )
     try:
-        return child.wait()
+        status = child.wait()
+        # pytest's own failure (exit 3), said in one paragraph by the plugin: the run is not
+        # a clean pass, and not an import problem (2).
+        return 1 if status == PYTEST_INTERNAL_ERROR else status
     finally:
         if child.poll() is None:  # Ctrl-C or an error here: take the child down too
             child.kill()
