@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as tdist
@@ -53,6 +53,8 @@ from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this
     per_rank_batch,
 )
 from reference.collate import IGNORE_INDEX  # the book's padding target (§7.3)
+
+T = TypeVar("T")
 
 
 class DistributedError(RuntimeError):
@@ -124,6 +126,35 @@ class Dist:
     @property
     def grouped(self) -> bool:
         return tdist.is_available() and tdist.is_initialized()
+
+    # -------------------------------------------------------------- who does the I/O
+
+    def shows(self, progress: bool) -> bool:
+        """Whether this rank shows a progress bar: rank 0's only, when asked for."""
+        return progress and self.is_main
+
+    def on_main(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`fn(...)` on rank 0 only (printing, writing, asking a server); None on the others."""
+        return fn(*args, **kwargs) if self.is_main else None
+
+    def main_writes(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`fn(...)` on rank 0, then every rank waits: what it wrote is whole before anyone reads."""
+        result = self.on_main(fn, *args, **kwargs)
+        self.barrier()
+        return result
+
+    def shares(
+        self, items: Sequence[T], per_rank: int, start: int = 0
+    ) -> Iterator[tuple[Sequence[T], Sequence[T]]]:
+        """Global batches of `per_rank * world` items from `start`: (the batch, this rank's slice).
+
+        Rank r takes the r-th `per_rank` items of each global batch, so the gathered answers in
+        rank order are the batch's own order, whatever the number of processes.
+        """
+        step = per_rank * self.world
+        for first in range(start, len(items), step):
+            batch = items[first : first + step]
+            yield batch, batch[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     # -------------------------------------------------------------- collectives
 

@@ -107,9 +107,7 @@ def train(
     }
     state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
     report_device(dev, say)  # one line when this device computes wrong
-    if dist.is_main:
-        write_spam_splits(out, c.limit)
-    dist.barrier()  # the other ranks read the CSVs rank 0 wrote
+    dist.main_writes(write_spam_splits, out, c.limit)  # the other ranks read the CSVs
     csvs = {name: out / DATA_DIR / SPLIT_FILES[name] for name in SPLIT_FILES}
     train_loader, val_loader, test_loader = create_spam_loaders(
         csvs["train"],

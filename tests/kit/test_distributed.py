@@ -76,6 +76,7 @@ def test_rank_zero_alone_writes_and_prints(two_ranks):
     assert stdout.count("Ep 1 (Step 000000)") == 4
 
 
+@pytest.mark.slow  # two gloo processes, one killed, and the survivor's timeout
 def test_a_killed_rank_stops_the_run_with_a_message(tmp_path):
     started = time.monotonic()
     run = torchrun("kill", tmp_path, timeout=90, DIE_RANK="1", DIST_TIMEOUT="20")
