@@ -231,7 +231,9 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
 def test_an_adapter_with_reordered_keywords_a_restoring_eval_a_judge_and_a_translated_log(tmp_path):
     source = ADAPTER + FORMAT_INPUT.replace("def format_input", "\n\ndef format_input")
     write(tmp_path, "shaped_learner.py", source)
-    statuses, out, _ = run_check(tmp_path, "adapter shapes", "shaped_learner")
+    # The loop trains a tiny model: on a busy shared machine it can pass the 30 s default
+    # limit; this test is about binding and judging, not speed.
+    statuses, out, _ = run_check(tmp_path, "adapter shapes", "shaped_learner", "--timeout", "120")
     got = status(statuses)
     assert set(statuses["custom_collate_fn"]["tests"].values()) <= {
         "passed",
