@@ -91,7 +91,8 @@ def test_a_killed_rank_stops_the_run_with_a_message(tmp_path):
 def test_a_silent_rank_makes_the_others_time_out_with_a_message(tmp_path):
     run = torchrun("kill", tmp_path, timeout=90, HANG_RANK="1", DIST_TIMEOUT="3")
     assert run.returncode != 0
-    assert "rank 0: all_reduce failed" in run.stderr
+    # DDP reduces the gradients inside backward: the raw gloo timeout is said as the kit says it
+    assert "rank 0: all_reduce of the gradients failed" in run.stderr
     assert "did not answer within 3 s (--dist-timeout)" in run.stderr
 
 
