@@ -449,10 +449,10 @@ def session(
 
 def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:
     """`session` with the flags of `add_flags` (and the run's `--device`)."""
-    return session(
+    return session(  # a subcommand without the flags (`instruct judge`): one process
         getattr(args, "device", "auto"),
-        strategy=args.strategy,
-        grad_accum=args.grad_accum,
-        backend=args.backend,
-        timeout_s=args.dist_timeout,
+        strategy=getattr(args, "strategy", "ddp"),
+        grad_accum=getattr(args, "grad_accum", 1),
+        backend=getattr(args, "backend", "auto"),
+        timeout_s=getattr(args, "dist_timeout", DEFAULT_TIMEOUT_S),
     )
