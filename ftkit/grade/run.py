@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -72,11 +71,10 @@ def kit_version() -> str:
 
 
 def check_argv(impl: str, report: Path, settings: Settings) -> list[str]:
-    argv = [sys.executable, "-m", "ftkit", "check", "--impl", impl, "--report", str(report)]
-    argv += ["--timeout", f"{settings.timeout:g}"]
-    if settings.stage:
-        argv += ["--stage", settings.stage]
-    return argv
+    """`ftkit check`'s own pytest command line (its child's), writing the kit's JSON report."""
+    from ftkit.check.run import pytest_args
+
+    return pytest_args(impl, settings.stage, None, report, timeout=settings.timeout)
 
 
 def kit_env() -> dict[str, str]:

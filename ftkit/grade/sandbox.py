@@ -96,18 +96,44 @@ def _limit(kind: int, value: int) -> None:
     resource.setrlimit(kind, (soft, hard))
 
 
-PIDS_CGROUP = Path("/sys/fs/cgroup/pids")  # cgroup v1's pids controller, where writable
+CGROUPS = Path("/sys/fs/cgroup")  # cgroup v1 controllers (pids, memory), where writable
 
 
-def pids_cgroup(slot: int, limit: int) -> Path | None:
-    """A pids cgroup holding at most `limit` processes, or None where none can be made."""
-    folder = PIDS_CGROUP / f"ftkit-grade-{os.getpid()}-{slot}"
+def make_cgroups(slot: int, limits: Limits) -> dict[str, Path]:
+    """A pids cgroup (at most `limits.processes`) and a memory cgroup (`limits.memory_gb`,
+    the kernel's OOM killer past it) for one job; those that cannot be made are left out."""
+    settings = {
+        "pids": {"pids.max": str(limits.processes)},
+        "memory": {
+            "memory.limit_in_bytes": str(int(limits.memory_gb * 2**30)),
+            "memory.swappiness": "0",
+        },
+    }
+    made = {}
+    for controller, values in settings.items():
+        folder = CGROUPS / controller / f"ftkit-grade-{os.getpid()}-{slot}"
+        try:
+            folder.mkdir(exist_ok=True)
+            for name, value in values.items():
+                if name == "memory.swappiness" and not (folder / name).exists():
+                    continue
+                (folder / name).write_text(value)
+        except OSError:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            continue
+        made[controller] = folder
+    return made
+
+
+def oom_kills(folder: Path) -> int:
+    """How many processes the kernel's OOM killer took in a memory cgroup."""
     try:
-        folder.mkdir(exist_ok=True)
-        (folder / "pids.max").write_text(str(limit))
+        text = (folder / "memory.oom_control").read_text()
     except OSError:
-        return None
-    return folder
+        return 0
+    counts = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+    return int(counts.get("oom_kill", 0))
 
 
 def cgroup_sweep(folder: Path) -> int:
@@ -133,17 +159,19 @@ def cgroup_sweep(folder: Path) -> int:
     return len(pids)
 
 
-def _preexec(limits: Limits, processes: int, cgroup: Path | None = None) -> None:
-    """In the child before exec: die with the parent, then the limits (inherited by all)."""
-    if cgroup is not None:
-        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+def _preexec(limits: Limits, processes: int, cgroups: dict[str, Path]) -> None:
+    """In the child before exec: join the cgroups, die with the parent, then the limits
+    (inherited by every process it starts)."""
+    for folder in cgroups.values():
+        (folder / "cgroup.procs").write_text(str(os.getpid()))
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    _limit(resource.RLIMIT_AS, int(limits.memory_gb * 2**30))
+    if "memory" not in cgroups:  # the fallback: address space per process
+        _limit(resource.RLIMIT_AS, int(limits.memory_gb * 2**30))
     _limit(resource.RLIMIT_CPU, int(limits.cpu_s))
     _limit(resource.RLIMIT_FSIZE, int(limits.file_mb * 2**20))
     _limit(resource.RLIMIT_CORE, 0)
@@ -238,10 +266,9 @@ def run(
         for path in [work, *work.rglob("*")]:
             os.chown(path, uid, uid)
         processes = limits.processes
-        cgroup = None
     else:  # the limit counts all of this user's processes: leave room for those already running
         processes = limits.processes + len(processes_of(os.getuid()))
-        cgroup = pids_cgroup(slot, limits.processes) if os.geteuid() == 0 else None
+    cgroups = make_cgroups(slot, limits) if os.geteuid() == 0 else {}
     line = command(argv, work, uid=uid, hidden=list(hidden), use_bwrap=use_bwrap)
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -252,7 +279,7 @@ def run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=functools.partial(_preexec, limits, processes, cgroup),
+        preexec_fn=functools.partial(_preexec, limits, processes, cgroups),
     )
     hit: list[str] = []
 
@@ -279,8 +306,11 @@ def run(
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
     outlived = sweep(uid) if uid is not None else 0
-    if cgroup is not None:
-        outlived += cgroup_sweep(cgroup)
+    if "memory" in cgroups and oom_kills(cgroups["memory"]) and not hit:
+        hit.append(f"memory limit {limits.memory_gb:g} GB exceeded")
+    for controller, folder in cgroups.items():
+        left = cgroup_sweep(folder)
+        outlived += left if controller == "pids" else 0
     if not use_bwrap or uid is None:  # no PID namespace: the process group is all there is
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ from ftkit.check.progress import NOT_PROVIDED, SOLVED, Exercise, catalog
 
 MAX_MESSAGE = 2000
 # Names of the kit's answer key: a submission that imports them is flagged.
-FORBIDDEN = re.compile(r"^(reference|ftkit\._book|ftkit\.layout|golden)(\.|$)")
+FORBIDDEN = re.compile(r"^(reference|ftkit\._book|ftkit\.layout)(\.|$)")
 
 
 def read_records(path: Path) -> dict[str, list[dict]]:
