@@ -119,7 +119,7 @@ def test_the_honest_submission_gets_its_full_score(graded):
     "name, verdict",
     [
         ("exit0.py", "crashed"),
-        ("own_results.py", "crashed"),
+        ("own_results.py", ""),
         ("classify_patch.py", ""),
         ("asserts_patch.py", ""),
         ("reexport.py", "flagged"),
@@ -136,6 +136,13 @@ def test_no_wrong_submission_gets_a_point(graded, name, verdict):
     out, rows, *_ = graded
     assert _results(out, name)["score"] == 0.0, _results(out, name)
     assert rows[name]["verdict"].startswith(verdict), rows[name]["verdict"]
+
+
+@pytest.mark.grade
+def test_a_forged_report_is_not_verified(graded):
+    out, *_ = graded
+    (test,) = _results(out, "own_results.py")["tests"]
+    assert "not verified" in test["output"] and test["score"] == 0.0
 
 
 @pytest.mark.grade
