@@ -203,6 +203,7 @@ def grade_one(path: Path, out: Path, settings: Settings, slot: int, reference, h
         },
         "verified_passes": verified,
         "wall_s": round(outcome.wall_s, 2),
+        "peak_mb": outcome.peak_mb,
         "sandboxed": outcome.sandboxed,
         "outlived": outcome.outlived,
     }

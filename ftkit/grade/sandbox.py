@@ -47,6 +47,7 @@ class Outcome:
     cpu_s: float
     outlived: int  # processes of its user still alive after it ended (killed then)
     sandboxed: bool  # bubblewrap was used
+    peak_mb: float = 0.0  # the check's peak memory (its memory cgroup's), 0 when unknown
 
 
 @functools.cache
@@ -306,6 +307,9 @@ def run(
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
     outlived = sweep(uid) if uid is not None else 0
+    peak = 0.0
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        peak = int((cgroups["memory"] / "memory.max_usage_in_bytes").read_text()) / 2**20
     if "memory" in cgroups and oom_kills(cgroups["memory"]) and not hit:
         hit.append(f"memory limit {limits.memory_gb:g} GB exceeded")
     for controller, folder in cgroups.items():
@@ -319,7 +323,8 @@ def run(
     code = proc.returncode
     if not hit and (code in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or cpu >= limits.cpu_s):
         hit.append(f"CPU limit {limits.cpu_s:g} s exceeded")
-    return Outcome(code, hit[0] if hit else None, output.text(), wall, cpu, outlived, use_bwrap)
+    limit = hit[0] if hit else None
+    return Outcome(code, limit, output.text(), wall, cpu, outlived, use_bwrap, round(peak))
 
 
 def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
