@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from ftkit.engine.launch import add_flags as add_distributed_flags
 from ftkit.recipes.config import InstructConfig
@@ -92,24 +93,10 @@ def _run(args: argparse.Namespace, dist) -> int:
                 batch_size=config.respond_batch_size,
                 exact=config.exact,
             )
-        if not dist.is_main:
-            return 0  # the judge is one HTTP client: rank 0's
         if args.action in ("judge", "all"):
             step = "judge"
-            problem = respond.judge_unavailable(config.judge_url, config.judge_model)
-            if problem:
-                if args.action == "all":
-                    print(f"Skipping the judge step: {problem}")
-                    return 0
-                print(f"ftkit instruct judge: {problem}", file=sys.stderr)
-                return 1
-            respond.judge(
-                out,
-                url=config.judge_url,
-                judge_model=config.judge_model,
-                timeout=config.judge_timeout,
-                progress=config.progress,
-            )
+            # the judge is one HTTP client: rank 0's
+            return dist.on_main(judge_step, out, config, args.action) or 0
     except OutDirError as err:
         print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
         return 2
@@ -126,6 +113,27 @@ def _run(args: argparse.Namespace, dist) -> int:
         else:
             err.message = INTERRUPTED.get(step)
         raise
+    return 0
+
+
+def judge_step(out: Path, config: InstructConfig, action: str) -> int:
+    """Score the responses with the judge model (§7.8), or say why the judge is unavailable."""
+    from ftkit.recipes import respond
+
+    problem = respond.judge_unavailable(config.judge_url, config.judge_model)
+    if problem:
+        if action == "all":
+            print(f"Skipping the judge step: {problem}")
+            return 0
+        print(f"ftkit instruct judge: {problem}", file=sys.stderr)
+        return 1
+    respond.judge(
+        out,
+        url=config.judge_url,
+        judge_model=config.judge_model,
+        timeout=config.judge_timeout,
+        progress=config.progress,
+    )
     return 0
 
 

@@ -98,3 +98,21 @@ def configure(
     if getattr(result, "epochs", 1) < 1:
         raise ValueError(f"epochs={result.epochs}: train at least one epoch")
     return result
+
+
+def run_settings(config: Any, *, preset: str, backend: Any, **resolved: Any) -> dict[str, Any]:
+    """The run's resolved description: what its config.json and checkpoint record.
+
+    The config's resume fields as given, then what they resolve to: the canonical model
+    preset, the backend's precision ("auto" decided) and code path (exact or fast: a run
+    never mixes the two), and the recipe's own `resolved` values (a padded length, ...).
+    A resume compares the `resume_keys` of two such descriptions.
+    """
+    return {
+        **{key: getattr(config, key) for key in resume_keys(type(config))},
+        "model": preset,
+        "epochs": config.epochs,
+        "precision": backend.precision,
+        "path": backend.path,
+        **resolved,
+    }

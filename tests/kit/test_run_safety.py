@@ -51,7 +51,12 @@ def interrupt_after_first_epoch(monkeypatch) -> None:
 # ------------------------------------------------------------------ rerun continues
 
 
-@pytest.mark.parametrize("command", [CLASSIFY, INSTRUCT], ids=["classify", "instruct"])
+@pytest.mark.parametrize(
+    "command",
+    # The instruct run repeats the same resume code on a bigger model: slow work (CI's own step).
+    [CLASSIFY, pytest.param(INSTRUCT, marks=pytest.mark.slow)],
+    ids=["classify", "instruct"],
+)
 def test_plain_rerun_after_ctrl_c_continues_with_the_losses_of_an_uninterrupted_run(
     command, tmp_path, monkeypatch, capsys
 ):
