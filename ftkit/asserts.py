@@ -8,11 +8,58 @@ the first end-of-text token of each row stays in the targets" instead of a bare
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from collections.abc import Sequence
 
 import torch
 
 MAX_SHOWN = 5
+# `ftkit grade`: each helper appends the value it was given, as JSON data, to this file, so a
+# process the learner's code never ran in can compare it with the reference's (ftkit/grade/).
+RECORD_ENV = "FTKIT_RECORD"
+# Values kept of a tensor or list: this many, evenly spaced (plus its shape and dtype).
+RECORD_SAMPLE = 2048
+
+
+def as_data(value) -> object:
+    """A value as JSON data (tensors: shape, dtype and an evenly spaced sample), never a pickle."""
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().reshape(-1)
+        if flat.numel() > RECORD_SAMPLE:
+            flat = flat[torch.linspace(0, flat.numel() - 1, RECORD_SAMPLE).long()]
+        if flat.is_complex():
+            flat = torch.view_as_real(flat).reshape(-1)
+        sample = flat.double().tolist() if flat.is_floating_point() else flat.tolist()
+        return {"tensor": list(value.shape), "dtype": str(value.dtype), "sample": sample}
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): as_data(v) for k, v in list(value.items())[:RECORD_SAMPLE]}
+    if isinstance(value, Sequence):
+        return [as_data(v) for v in list(value)[:RECORD_SAMPLE]]
+    try:
+        return float(value)  # numpy scalars and the like
+    except (TypeError, ValueError):
+        return {"type": type(value).__name__}
+
+
+def _record(kind: str, name: str, actual, **settings) -> None:
+    """Append what a helper was given to $FTKIT_RECORD (one JSON line; nothing when unset)."""
+    path = os.environ.get(RECORD_ENV)
+    if not path:
+        return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    try:
+        value = as_data(actual)
+    except Exception as err:  # noqa: BLE001 - a learner's object may break anything
+        value = {"unreadable": type(err).__name__}
+    line = {"test": test, "kind": kind, "name": name, "value": value, **settings}
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(line) + "\n")
 
 
 def _fmt_index(name: str, index: Sequence[int]) -> str:
@@ -32,6 +79,13 @@ def assert_tensor_like(
     check_device: bool = True,
 ) -> None:
     """Check type, shape, dtype and device first, each with its own message."""
+    _record("like", name, actual, check_dtype=check_dtype)
+    _check_like(actual, expected, name=name, check_dtype=check_dtype, check_device=check_device)
+
+
+def _check_like(
+    actual, expected: torch.Tensor, *, name: str, check_dtype: bool, check_device: bool
+) -> None:
     if not isinstance(actual, torch.Tensor):
         raise AssertionError(f"{name}: expected a torch.Tensor, got {type(actual).__name__}")
     if tuple(actual.shape) != tuple(expected.shape):
@@ -63,12 +117,11 @@ def assert_tensor_equal(
     even where `expected` is NaN too (both may come from the same broken code, e.g. a
     causal mask that hides a token from itself), unless `equal_nan=True`.
     """
+    _record("tensor", name, actual, atol=atol, rtol=rtol, check_dtype=check_dtype)
     expected = expected if isinstance(expected, torch.Tensor) else torch.tensor(expected)
     if isinstance(actual, torch.Tensor):
         expected = expected.to(actual.device)
-    assert_tensor_like(
-        actual, expected, name=name, check_dtype=check_dtype, check_device=check_device
-    )
+    _check_like(actual, expected, name=name, check_dtype=check_dtype, check_device=check_device)
     a, e = actual.detach(), expected.to(actual.dtype)
     if a.is_floating_point() or a.is_complex():
         _assert_no_nan(a, e, name=name, why=why, equal_nan=equal_nan)
@@ -114,6 +167,7 @@ def assert_close(
     actual: float, expected: float, *, name: str, atol: float, why: str | None = None
 ) -> None:
     """Assert a scalar is within `atol` of the book's printed value."""
+    _record("close", name, actual, atol=atol)
     value = float(actual)
     if not abs(value - expected) <= atol:
         raise AssertionError(
@@ -123,6 +177,7 @@ def assert_close(
 
 def assert_equal(actual, expected, *, name: str, why: str | None = None) -> None:
     """Assert plain values (ints, strings, lists) are equal, saying what differs."""
+    _record("equal", name, actual)
     if actual == expected:
         return
     if isinstance(actual, str) and isinstance(expected, str):
@@ -154,6 +209,7 @@ def assert_equal(actual, expected, *, name: str, why: str | None = None) -> None
 def assert_tokens_equal(actual, expected, tokenizer, *, name: str, why: str | None = None) -> None:
     """Assert two token-id lists are equal; on a difference show the decoded text around the
     first differing character (`expected "task. Write", got "task.Write"`), not token ids."""
+    _record("tokens", name, actual)
     actual, expected = [int(t) for t in actual], [int(t) for t in expected]
     if actual == expected:
         return

@@ -12,7 +12,17 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("init", "data", "weights", "classify", "instruct", "bench", "check", "doctor")
+COMMANDS = (
+    "init",
+    "data",
+    "weights",
+    "classify",
+    "instruct",
+    "bench",
+    "check",
+    "grade",
+    "doctor",
+)
 
 
 class Parser(argparse.ArgumentParser):

@@ -217,6 +217,27 @@ def test_every_instruct_step_takes_no_progress(action):
     assert args.progress is False
 
 
+@pytest.mark.parametrize(
+    ("action", "flags", "theirs"),
+    [
+        ("judge", ["--epochs", "1"], "train"),
+        ("judge", ["--batch-size", "2"], "respond"),
+        ("respond", ["--limit", "10"], "train"),
+        ("train", ["--judge-model", "llama3"], "judge"),
+    ],
+)
+def test_each_instruct_step_takes_its_own_flags(action, flags, theirs, capsys):
+    """One CLI shape for both pipelines: `ftkit PIPELINE STEP [that step's flags]` (issue 21)."""
+    from ftkit.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["instruct", action, *flags])
+    assert f"usage: ftkit instruct {action}" in capsys.readouterr().err
+    args = build_parser().parse_args(["instruct", theirs, *flags])  # the step that owns them
+    assert args.action == theirs
+    assert build_parser().parse_args(["instruct", "all", *flags]).action == "all"
+
+
 def test_weights_fetch_takes_no_progress_too():
     from ftkit.cli import build_parser
 

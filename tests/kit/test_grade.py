@@ -1,0 +1,163 @@
+"""`ftkit grade` on a hostile corpus (tests/kit/fixtures/hostile): each forging technique, the
+answer-key write and each limit gets its verdict and no point; the goldens are byte-identical
+afterwards, no process outlives the grade, and an honest submission beside them scores fully.
+
+The corpus runs under the `grade` marker (its own CI step, about 3 minutes on 2 cores); the
+verification rules themselves are checked in milliseconds in the default run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftkit.grade import verify
+from ftkit.grade.sandbox import bwrap
+from ftkit.layout import GOLDEN, ROOT
+
+HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
+COLLATE = ["custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn"]
+
+
+def _tensor(values, **extra) -> dict:
+    return {
+        "kind": "tensor",
+        "name": "t",
+        "value": {"tensor": [len(values)], "dtype": "torch.float32", "sample": values},
+        **extra,
+    }
+
+
+def test_a_record_matches_only_within_the_references_tolerance():
+    want = _tensor([1.0, 2.0], atol=1e-3, rtol=0.0)
+    assert verify.same_record(_tensor([1.0005, 2.0]), want)
+    assert not verify.same_record(_tensor([1.01, 2.0]), want)
+    # The worker's own (wide) tolerance is never used.
+    assert not verify.same_record(_tensor([1.5, 2.0], atol=10.0), want)
+    assert verify.check_test([], [want]) == "no value reached the kit's assertion helpers"
+    assert "2 values checked" in verify.check_test([want, want], [want])
+
+
+def test_a_pass_counts_only_with_matching_records():
+    reference = {
+        "exercises": [{"name": "custom_collate_fn", "tests": {"t::a": "passed", "t::b": "passed"}}]
+    }
+    want = {"t::a": [_tensor([1.0])]}  # t::b records nothing: unverifiable
+    worker = {
+        "exercises": [{"name": "custom_collate_fn", "tests": {"t::a": "passed", "t::b": "passed"}}]
+    }
+    exercises, verified = verify.verify(worker, {"t::a": [_tensor([1.0])]}, reference, want)
+    assert (exercises["custom_collate_fn"].status, verified) == ("solved", 1)
+    exercises, verified = verify.verify(worker, {}, reference, want)  # a pass without records
+    assert (exercises["custom_collate_fn"].status, verified) == ("failing", 0)
+    assert "not verified" in exercises["custom_collate_fn"].message
+    only_b = {"exercises": [{"name": "custom_collate_fn", "tests": {"t::b": "passed"}}]}
+    exercises, _ = verify.verify(only_b, {}, reference, want)  # unverifiable passes alone
+    assert exercises["custom_collate_fn"].status == "failing"
+
+
+def test_importing_or_copying_the_reference_is_flagged(tmp_path):
+    assert verify.flags(HOSTILE / "reexport.py", ROOT / "reference")
+    copy = tmp_path / "copy.py"
+    shutil.copy(ROOT / "reference" / "collate.py", copy)
+    assert "copy of the kit's reference/collate.py" in verify.flags(copy, ROOT / "reference")[0]
+    assert verify.flags(HOSTILE / "orphans.py", ROOT / "reference") == []
+
+
+def _goldens() -> str:
+    h = hashlib.sha256()
+    for path in sorted(GOLDEN.glob("*.json")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _sleepers() -> int:
+    out = subprocess.run(["pgrep", "-f", "sleep 1000"], capture_output=True, text=True).stdout
+    return len(out.split())
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    if bwrap() is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+    subs = tmp_path_factory.mktemp("submissions")
+    for path in HOSTILE.glob("*.py"):
+        shutil.copy(path, subs / path.name)
+    shutil.copy(ROOT / "reference" / "collate.py", subs / "copy.py")
+    honest = (ROOT / "reference" / "collate.py").read_text(encoding="utf-8")
+    (subs / "honest.py").write_text(honest + "# written by a learner who read the book closely\n")
+    out = tmp_path_factory.mktemp("grades")
+    before, sleepers = _goldens(), _sleepers()
+    argv = [sys.executable, "-m", "ftkit", "grade", str(subs), "--out", str(out), "--jobs", "2"]
+    argv += ["--stage", "collate", "--wall-s", "90", "--output-mb", "8", "--memory-gb", "4"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/grade.json")}
+    return out, rows, before, sleepers, done.stdout
+
+
+def _results(out: Path, name: str) -> dict:
+    return json.loads((out / name / "results.json").read_text())
+
+
+@pytest.mark.grade
+def test_the_honest_submission_gets_its_full_score(graded):
+    out, rows, *_ = graded
+    results = _results(out, "honest.py")
+    assert results["score"] == 3.0 and [t["name"] for t in results["tests"]] == COLLATE
+    assert rows["honest.py"]["verdict"] == ""
+
+
+@pytest.mark.grade
+@pytest.mark.parametrize(
+    "name, verdict",
+    [
+        ("exit0.py", "crashed"),
+        ("own_results.py", ""),
+        ("classify_patch.py", ""),
+        ("asserts_patch.py", ""),
+        ("reexport.py", "flagged"),
+        ("copy.py", "flagged"),
+        ("golden_write.py", ""),
+        ("memory.py", "memory limit 4 GB exceeded"),
+        ("orphans.py", ""),
+        ("flood.py", "output limit 8 MB exceeded"),
+        ("alarm.py", "wall limit 90 s exceeded"),
+        ("classbody.py", "crashed"),
+    ],
+)
+def test_no_wrong_submission_gets_a_point(graded, name, verdict):
+    out, rows, *_ = graded
+    assert _results(out, name)["score"] == 0.0, _results(out, name)
+    assert rows[name]["verdict"].startswith(verdict), rows[name]["verdict"]
+
+
+@pytest.mark.grade
+def test_a_forged_report_is_not_verified(graded):
+    out, *_ = graded
+    (test,) = _results(out, "own_results.py")["tests"]
+    assert "not verified" in test["output"] and test["score"] == 0.0
+
+
+@pytest.mark.grade
+def test_the_answer_key_and_the_machine_are_untouched(graded):
+    out, rows, before, sleepers, _ = graded
+    assert _goldens() == before
+    assert _sleepers() == sleepers  # the orphans died with their sandbox
+    assert all(row["outlived"] == 0 for row in rows.values())
+
+
+@pytest.mark.grade
+def test_the_class_summary(graded):
+    out, rows, *_ = graded
+    lines = (out / "summary.csv").read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["submission", "score", "max_score", "verdict"]
+    assert len(lines) == 1 + len(rows) == 14
+    html = (out / "summary.html").read_text()
+    assert html.count("<img") == 3
