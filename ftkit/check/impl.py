@@ -23,6 +23,8 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from ftkit.check.binding import binder, renamed
+
 REFERENCE = "reference"
 
 
@@ -138,7 +140,10 @@ class Impl:
         key = exercise_key(short, name) if short else name
         if key not in self._adapted:
             obj = self._find(name, short, first)
-            self._adapted[key] = adapt(obj, self.keywords.get(key), self._cfg_hook(short, name))
+            book = getattr(reference_modules()[short], name, None) if short else None
+            self._adapted[key] = adapt(
+                obj, self.keywords.get(key), self._cfg_hook(short, name), book=book
+            )
         return self._adapted[key]
 
     def _cfg_hook(self, short: str | None, name: str):
@@ -263,10 +268,6 @@ def source_files(package: str, keys: set[str]) -> set[str]:
 # --- adapter hooks: renamed keywords, config objects ---------------------------------------
 
 
-def _renamed(kwargs: dict, mapping: dict[str, str]) -> dict:
-    return {mapping.get(k, k): v for k, v in kwargs.items()}
-
-
 def _book_signature(obj: Any, mapping: dict[str, str]) -> inspect.Signature | None:
     """The implementation's signature with its parameters renamed back to the book's names."""
     try:
@@ -279,12 +280,17 @@ def _book_signature(obj: Any, mapping: dict[str, str]) -> inspect.Signature | No
     )
 
 
-def adapt(obj: Any, keywords: dict[str, str] | None, cfg_hook: Any = None) -> Any:
-    """`obj` called with the book's keyword names (`keywords`: book -> theirs) and, for a class
-    built from a config, with `cfg_hook(book_cfg)` in place of the book's dict."""
-    if not keywords and cfg_hook is None:
-        return obj
+def adapt(
+    obj: Any, keywords: dict[str, str] | None, cfg_hook: Any = None, *, book: Any = None
+) -> Any:
+    """`obj` called through the binding step (`ftkit.check.binding`: the book's parameters by
+    the book's names, `keywords`: book -> theirs, order irrelevant) and, for a class built
+    from a config, with `cfg_hook(book_cfg)` in place of the book's dict."""
     keywords = keywords or {}
+    bind = binder(obj, book, keywords)
+    if bind is None and not keywords and cfg_hook is None:
+        return obj
+    bind = bind or (lambda args, kwargs: (args, renamed(kwargs, keywords)))
     if inspect.isclass(obj):
         init = obj.__init__
 
@@ -293,7 +299,8 @@ def adapt(obj: Any, keywords: dict[str, str] | None, cfg_hook: Any = None) -> An
                 args = (cfg_hook(dict(args[0])), *args[1:])
             if cfg_hook is not None and isinstance(kwargs.get("cfg"), dict):
                 kwargs["cfg"] = cfg_hook(dict(kwargs["cfg"]))
-            init(self, *args, **_renamed(kwargs, keywords))
+            args, kwargs = bind(args, kwargs)
+            init(self, *args, **kwargs)
 
         namespace = {
             "__init__": init_with_hooks,
@@ -306,7 +313,8 @@ def adapt(obj: Any, keywords: dict[str, str] | None, cfg_hook: Any = None) -> An
 
         @functools.wraps(obj)
         def adapted(*args, **kwargs):
-            return obj(*args, **_renamed(kwargs, keywords))
+            args, kwargs = bind(args, kwargs)
+            return obj(*args, **kwargs)
 
     signature = _book_signature(obj, keywords)
     if signature is not None:
@@ -363,8 +371,8 @@ def signature_difference(ours: Any, book: Any) -> str | None:
     return f"signature differs: yours ({', '.join(yours)}) — the book's ({', '.join(book_names)})"
 
 
-def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
-    """Exercise key -> how the implementation's signature differs from the book's (= reference)."""
+def _compare_with_book(package: str, keys: set[str], compare) -> dict[str, str]:
+    """Exercise key -> `compare(name, yours, the book's)` where that says something."""
     impl, found = Impl(package), {}
     for key in sorted(keys):
         short, name = exercise_keys().get(key, ("", key))
@@ -374,10 +382,22 @@ def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
             ours = impl.lookup(name, short)
         except Exception:  # noqa: BLE001 - NotProvided, or a learner's object that breaks lookup
             continue
-        difference = signature_difference(ours, getattr(reference_modules()[short], name))
+        difference = compare(name, ours, getattr(reference_modules()[short], name))
         if difference:
             found[key] = difference
     return found
+
+
+def signature_differences(package: str, keys: set[str]) -> dict[str, str]:
+    """Exercise key -> how the implementation's signature differs from the book's (= reference)."""
+    return _compare_with_book(package, keys, lambda _, ours, book: signature_difference(ours, book))
+
+
+def default_differences(package: str, keys: set[str]) -> dict[str, str]:
+    """Exercise key -> "your `X` defaults to ...; the book's to ..." (changed defaults)."""
+    from ftkit.check.binding import default_difference
+
+    return _compare_with_book(package, keys, default_difference)
 
 
 # --- which of its own names an implementation's function calls -----------------------------

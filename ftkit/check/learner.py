@@ -30,10 +30,20 @@ import json
 import linecache
 import os
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+
+from ftkit.check.statements import (
+    Clock,
+    Statement,
+    blocked_definitions,
+    is_definition,
+    run_statements,
+)
 
 SUFFIXES = (".py", ".ipynb")
 PREFIX = "ftkit_learner_"
@@ -49,8 +59,13 @@ class Loaded:
 
     name: str
     path: Path
-    skipped: list[str] = field(default_factory=list)  # "file:line: statement", definitions only
+    skipped: list[str] = field(default_factory=list)  # "file:line: statement — why"
     executed: bool = False
+    ran: list[str] = field(default_factory=list)  # computed values kept: "file:line: statement"
+    blocked: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> "needs `x` from ..., skipped: ..."
+    workdir: Path | None = None  # the temporary copy of the learner's folder the code runs in
 
 
 def is_path(impl: str) -> bool:
@@ -59,50 +74,86 @@ def is_path(impl: str) -> bool:
 
 
 def load(impl: str, *, execute: bool = False) -> Loaded:
-    """Load `impl` (a .py file, .ipynb notebook or folder) into `sys.modules`; return its name."""
+    """Load `impl` (a .py file, .ipynb notebook or folder) into `sys.modules`; return its name.
+
+    The code runs in a temporary copy of the learner's folder (`working_copy`), which is
+    also the working folder while it loads: relative paths to their data files work, and
+    nothing is written to their folder. Tracebacks and reports name the learner's files.
+    """
     path = Path(impl).expanduser().resolve()
     if not path.exists():
         raise FileNotFoundError(f"--impl {impl!r}: no such file or folder")
+    if path.is_file() and path.suffix not in SUFFIXES:
+        raise ValueError(f"--impl {impl!r}: give a .py file, an .ipynb notebook or a folder")
     folder = path if path.is_dir() else path.parent
-    _on_path(folder)
     if path.is_dir() and (path / "__init__.py").exists():
-        _on_path(path.parent)  # a package: imported as usual
+        if str(path.parent) not in sys.path:  # a package: imported as usual
+            sys.path.insert(0, str(path.parent))
         importlib.import_module(path.name)
         return Loaded(path.name, path)
+    from ftkit.check.impl import reference_modules
+
+    reference_modules()  # torch and the kit's modules first, outside any learner's time budget
+    copy = working_copy(folder)
+    finder = _on_path(copy, folder)
     name = PREFIX + re.sub(r"\W", "_", path.stem if path.is_file() else path.name)
-    if path.is_file():
-        if path.suffix not in SUFFIXES:
-            raise ValueError(f"--impl {impl!r}: give a .py file, an .ipynb notebook or a folder")
-        stem = path.stem
-        code_name = stem if stem.isidentifier() and stem not in sys.modules else name + "_code"
-        code, skipped = _load_file(path, code_name, execute=execute)
-        module = _flat(name, path, [code])
-    else:
-        module, skipped = _load_folder(path, name)
+    previous = os.getcwd()
+    os.chdir(copy)
+    try:
+        if path.is_file():
+            stem = path.stem
+            code_name = stem if stem.isidentifier() and stem not in sys.modules else name + "_code"
+            code, skipped = _load_file(
+                copy / path.name, code_name, execute=execute, finder=finder, original=path
+            )
+            module = _flat(name, path, [code])
+        else:
+            module, skipped = _load_folder(copy, name, finder)
+    finally:
+        os.chdir(previous)
     sys.modules[name] = module
-    return Loaded(name, path, skipped, executed=execute and path.is_file())
+    blocked = {k: v for f in finder.blocked.values() for k, v in f.items()}
+    blocked.update(module.__ftkit_shadowed__)
+    ran = [line for lines in finder.ran.values() for line in lines]
+    return Loaded(name, path, skipped, execute and path.is_file(), ran, blocked, copy)
+
+
+# Not copied into the working copy; files above LINK_ABOVE_BYTES are linked, not copied.
+IGNORED_FOLDERS = {"__pycache__", ".ipynb_checkpoints", "venv", "node_modules", "wandb"}
+LINK_ABOVE_BYTES = 2_000_000
+COPY_DEPTH, COPY_FILES = 3, 3000
+
+
+def working_copy(folder: Path) -> Path:
+    """A temporary copy of a learner's folder (a few levels deep; big files linked, not copied)."""
+    root = Path(tempfile.mkdtemp(prefix="ftkit-learner-"))
+    copy = root / folder.name
+    copy.mkdir()
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        rel = here.relative_to(folder)
+        keep = len(rel.parts) < COPY_DEPTH
+        dirnames[:] = [
+            d for d in sorted(dirnames) if keep and d not in IGNORED_FOLDERS and d[0] != "."
+        ]
+        (copy / rel).mkdir(exist_ok=True)
+        for file in sorted(filenames):
+            count += 1
+            if count > COPY_FILES:
+                return copy
+            source, target = here / file, copy / rel / file
+            try:
+                if source.stat().st_size > LINK_ABOVE_BYTES:
+                    target.symlink_to(source)
+                else:
+                    shutil.copy2(source, target)
+            except OSError:
+                continue  # unreadable: the learner's code will say so if it needs it
+    return copy
 
 
 # --- which statements are definitions ------------------------------------------------------
-
-_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-_DYNAMIC = (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)
-_DYNAMIC += (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-def is_definition(stmt: ast.stmt) -> bool:
-    """Imports, def/class, docstrings, assignments of call-free values, try-blocks of those."""
-    if isinstance(stmt, (*_DEFINITIONS, ast.Pass)):
-        return True
-    if isinstance(stmt, ast.Expr):
-        return isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
-    if isinstance(stmt, ast.Assign | ast.AnnAssign):
-        value = stmt.value
-        return value is None or not any(isinstance(n, _DYNAMIC) for n in ast.walk(value))
-    if isinstance(stmt, ast.Try):  # `try: import tiktoken` / `except ImportError: ...`
-        bodies = [stmt.body, stmt.orelse, stmt.finalbody, *(h.body for h in stmt.handlers)]
-        return all(is_definition(s) for body in bodies for s in body)
-    return False
 
 
 def definitions_only(tree: ast.Module) -> tuple[ast.Module, list[ast.stmt]]:
@@ -163,13 +214,17 @@ def _without_magics(source: str) -> str:
     return "\n".join(out)
 
 
-def _sources(path: Path) -> list[tuple[str, str]]:
-    """`(filename, source)` pieces of a script (one) or notebook (one per code cell)."""
+def _sources(path: Path, original: Path | None = None) -> list[tuple[str, str]]:
+    """`(filename, source)` pieces of a script (one) or notebook (one per code cell), named
+    after the learner's own file (`original`) when `path` is its working copy."""
+    shown = original or path
     if path.suffix == ".py":
-        return [(str(path), path.read_text(encoding="utf-8"))]
+        source = path.read_text(encoding="utf-8")
+        _register_source(str(shown), source)
+        return [(str(shown), source)]
     pieces = []
     for number, source in enumerate(notebook_cells(path), start=1):
-        filename = cell_filename(path, number)
+        filename = cell_filename(shown, number)
         _register_source(filename, source)
         if source.lstrip().startswith("%%"):  # a cell magic (%%time, %%bash): not Python
             pieces.append((filename, ""))
@@ -179,39 +234,59 @@ def _sources(path: Path) -> list[tuple[str, str]]:
 
 
 def _new_module(name: str, path: Path) -> ModuleType:
-    module = ModuleType(name, f"A learner's {path.name}, definitions only")
+    module = ModuleType(name, f"A learner's {path.name}")
     module.__file__ = str(path)
     return module
 
 
 def _load_file(
-    path: Path, name: str, *, execute: bool = False, module: ModuleType | None = None
+    path: Path,
+    name: str,
+    *,
+    execute: bool = False,
+    module: ModuleType | None = None,
+    finder: LearnerFinder | None = None,
+    original: Path | None = None,
 ) -> tuple[ModuleType, list[str]]:
-    """Execute a script's or notebook's definitions (or all its cells) in a (fresh) module."""
+    """Run a script's or notebook's statements its definitions need (or, `execute`, all its
+    cells) in a (fresh) module (`ftkit.check.statements`)."""
     module = module or _new_module(name, path)
     sys.modules[name] = module  # dataclasses and pickling look their module up
-    skipped: list[str] = []
-    defined: set[str] = set()
-    pieces = [(f, ast.parse(src, filename=f), src) for f, src in _sources(path)]
-    if execute and path.suffix == ".ipynb":
-        run_notebook(path, module)
-    for filename, tree, source in pieces:
-        kept, left_out = definitions_only(tree)
-        if execute:  # everything ran: every top-level name is the learner's
+    pieces = [(f, ast.parse(src, filename=f), src) for f, src in _sources(path, original)]
+    if execute:  # everything runs: every top-level name is the learner's
+        if path.suffix == ".ipynb":
+            run_notebook(path, module)
+        defined: set[str] = set()
+        for filename, tree, _ in pieces:
             defined |= defined_names(tree)
             if path.suffix == ".py":
                 exec(compile(tree, filename, "exec"), module.__dict__)  # noqa: S102
             _mark_classes(tree, filename, module)
-            continue
-        defined |= defined_names(kept)
+        module.__ftkit_defined__ = defined
+        return module, []
+    statements = []
+    for filename, tree, source in pieces:
         lines = source.splitlines()
-        for stmt in left_out:
+        for stmt in tree.body:
             text = lines[stmt.lineno - 1].strip() if stmt.lineno <= len(lines) else ""
-            skipped.append(f"{filename}:{stmt.lineno}: {text[:70]}")
-        exec(compile(kept, filename, "exec"), module.__dict__)  # noqa: S102 - the learner's definitions
-        _mark_classes(kept, filename, module)
-    module.__ftkit_defined__ = defined
-    return module, skipped
+            statements.append(Statement(stmt, filename, text))
+    finder = finder or LearnerFinder(path.parent, path.parent)
+    all_source = "\n".join(src for _, _, src in pieces)
+    outcome = run_statements(
+        statements,
+        module.__dict__,
+        exports=finder.exports().get(name, set()),
+        clock=finder.clock,
+        is_local=lambda missing: f"{missing.split('.')[0]}.py" in all_source,
+    )
+    if outcome.fatal is not None:
+        raise outcome.fatal
+    for filename, tree, _ in pieces:
+        _mark_classes(tree, filename, module)
+    module.__ftkit_defined__ = outcome.defined
+    finder.ran[name] = outcome.ran
+    finder.blocked[name] = blocked_definitions(outcome, module.__dict__)
+    return module, outcome.skipped
 
 
 def _mark_classes(tree: ast.Module, filename: str, module: ModuleType) -> None:
@@ -232,9 +307,11 @@ def _flat(name: str, path: Path, modules: list[ModuleType]) -> ModuleType:
     from ftkit.check.impl import owners
 
     shared = {n for n, mods in owners().items() if "classifier" in mods and len(mods) > 1}
-    only_six = {n for n, mods in owners().items() if mods == ("classifier",)}
+    chapter_six_modules = {"spam_data", "classifier"}
+    only_six = {n for n, mods in owners().items() if set(mods) <= chapter_six_modules}
     flat = _new_module(name, path)
     imported: dict[str, object] = {}
+    shadowed: dict[str, str] = {}  # a ch. 5 function calling its file's ch. 6 version of a name
     for module in modules:
         defined = getattr(module, "__ftkit_defined__", set())
         chapter_six = bool(defined & only_six)
@@ -247,9 +324,22 @@ def _flat(name: str, path: Path, modules: list[ModuleType]) -> ModuleType:
             exposed = f"{key}_classifier" if chapter_six and key in shared else key
             if not hasattr(flat, exposed):
                 setattr(flat, exposed, value)  # defined here: the first file wins
+            if chapter_six and key not in shared:
+                calls = (
+                    shared
+                    & defined
+                    & set(getattr(getattr(value, "__code__", None), "co_names", ()))
+                )
+                if calls and key in owners() and "classifier" not in owners()[key]:
+                    shadowed[key] = (
+                        f"needs chapter 5's `{sorted(calls)[0]}`: {Path(module.__file__).name} is a "
+                        f"chapter 6 file, so its `{sorted(calls)[0]}` is chapter 6's (classification), "
+                        f"which shadows chapter 5's for the chapter 5 `{key}` it also defines"
+                    )
     for key, value in imported.items():
         if not hasattr(flat, key):
             setattr(flat, key, value)
+    flat.__ftkit_shadowed__ = shadowed
     return flat
 
 
@@ -284,53 +374,131 @@ def run_notebook(path: Path, module: ModuleType) -> None:
 # --- folders -------------------------------------------------------------------------------
 
 
-class DefinitionsOnlyFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import a learner folder's own scripts and notebooks as definitions only."""
+class LearnerFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import a learner folder's own scripts, notebooks and sub-packages the way `load` runs
+    them (statement by statement, downloads and training skipped), from its working copy."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, original: Path):
+        self.folder, self.original = folder, original
+        self.clock = Clock()
+        self.ran: dict[str, list[str]] = {}
         self.skipped: dict[str, list[str]] = {}
+        self.blocked: dict[str, dict[str, str]] = {}
+        self._exports: dict[str, set[str]] | None = None
 
-    def file_of(self, fullname: str) -> Path | None:
-        if "." in fullname:
-            return None
+    def file_of(self, fullname: str) -> tuple[Path, bool] | None:
+        """The file of module `fullname` in the folder, and whether it is a package."""
+        base = self.folder.joinpath(*fullname.split("."))
+        if (base / "__init__.py").is_file():
+            return base / "__init__.py", True
         for suffix in SUFFIXES:
-            candidate = self.folder / f"{fullname}{suffix}"
+            candidate = base.with_name(base.name + suffix)
             if candidate.is_file():
-                return candidate
+                return candidate, False
+        if "." in fullname and base.is_dir():  # a namespace sub-package (no __init__.py)
+            return base, True
         return None
 
     def find_spec(self, fullname, path=None, target=None):
+        if not fullname.split(".")[0].isidentifier() or fullname.startswith(PREFIX):
+            return None
         found = self.file_of(fullname)
         if found is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, found, loader=self)
+        file, package = found
+        if file.is_dir():
+            spec = importlib.util.spec_from_loader(fullname, self, is_package=True)
+            spec.submodule_search_locations = [str(file)]
+            return spec
+        locations = [str(file.parent)] if package else None
+        return importlib.util.spec_from_file_location(
+            fullname, file, loader=self, submodule_search_locations=locations
+        )
 
     def create_module(self, spec):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
-        path = Path(module.__spec__.origin)
-        _, self.skipped[module.__name__] = _load_file(path, module.__name__, module=module)
+        origin = module.__spec__.origin
+        if not origin or not Path(origin).is_file():
+            return  # a namespace sub-package: nothing to run
+        path = Path(origin)
+        original = self.original / path.relative_to(self.folder)
+        _, self.skipped[module.__name__] = _load_file(
+            path, module.__name__, module=module, finder=self, original=original
+        )
+
+    def exports(self) -> dict[str, set[str]]:
+        """Module name -> the names the folder's files import from it (they need those values)."""
+        if self._exports is None:
+            self._exports = {}
+            for file in sorted(self.folder.rglob("*")):
+                if file.suffix in SUFFIXES and file.is_file():
+                    self._scan_imports(file)
+        return self._exports
+
+    def _scan_imports(self, file: Path) -> None:
+        package = list(file.relative_to(self.folder).parent.parts)
+        try:
+            sources = [src for _, src in _sources(file)]
+            trees = [ast.parse(src) for src in sources]
+        except (SyntaxError, ValueError, UnicodeDecodeError):
+            return
+        for tree in trees:
+            aliases: dict[str, str] = {}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    base = package[: len(package) - node.level + 1] if node.level else []
+                    module = ".".join([*base, *([node.module] if node.module else [])])
+                    self._exports.setdefault(module, set()).update(a.name for a in node.names)
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        aliases[alias.asname or alias.name] = alias.name
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases
+                ):
+                    self._exports.setdefault(aliases[node.value.id], set()).add(node.attr)
 
 
-_FINDERS: dict[Path, DefinitionsOnlyFinder] = {}
+_FINDERS: dict[Path, LearnerFinder] = {}
 
 
-def _on_path(folder: Path) -> DefinitionsOnlyFinder:
-    """The folder importable, its scripts as definitions only (as Jupyter's working folder)."""
+def _on_path(folder: Path, original: Path) -> LearnerFinder:
+    """The folder importable, its scripts run as `load` runs them (Jupyter's working folder)."""
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     if folder not in _FINDERS:
-        _FINDERS[folder] = DefinitionsOnlyFinder(folder)
+        _FINDERS[folder] = LearnerFinder(folder, original)
         sys.meta_path.insert(0, _FINDERS[folder])
     return _FINDERS[folder]
 
 
-def _load_folder(folder: Path, name: str) -> tuple[ModuleType, list[str]]:
-    """One flat module from every script and notebook of a folder (see the module docstring)."""
-    finder = _on_path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.stem.isidentifier())
-    modules = [importlib.import_module(p.stem) for p in files]
+def _load_folder(folder: Path, name: str, finder: LearnerFinder) -> tuple[ModuleType, list[str]]:
+    """One flat module from every script, notebook and sub-package module of a folder (see the
+    module docstring): the folder's own files first, then its sub-packages'."""
+    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    names = [p.stem for p in files if p.stem.isidentifier()]
+    for init in sorted(folder.glob("*/__init__.py")):
+        package = init.parent.name
+        if not package.isidentifier():
+            continue
+        names += [
+            f"{package}.{p.stem}"
+            for p in sorted(init.parent.iterdir())
+            if p.suffix == ".py" and p.stem.isidentifier() and p.stem != "__init__"
+        ]
+    modules = [importlib.import_module(n) for n in names]
     skipped = [line for m in modules for line in finder.skipped.get(m.__name__, [])]
-    return _flat(name, folder, modules), skipped
+    for path in files:  # `chapter-6-code.ipynb`: no file imports it, but it is the learner's
+        if path.stem.isidentifier():
+            continue
+        code_name = name + "_" + re.sub(r"\W", "_", path.stem)
+        module, left_out = _load_file(
+            path, code_name, finder=finder, original=finder.original / path.name
+        )
+        modules.insert(0, module)
+        skipped += left_out
+    return _flat(name, finder.original, modules), skipped

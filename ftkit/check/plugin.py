@@ -13,11 +13,17 @@ Loaded by the root conftest.py. For any implementation but the reference:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import shutil
 import signal
+import sys
+import sysconfig
 import tempfile
 import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +52,8 @@ FILES_KEY = pytest.StashKey[set]()
 LOADED_KEY = pytest.StashKey[object]()
 # Exercise key -> "signature differs: yours (...) — the book's (...)".
 SIGNATURES_KEY = pytest.StashKey[dict]()
+# Exercise key -> "your `X` defaults to ...; the book's to ..." (a changed default).
+DEFAULTS_KEY = pytest.StashKey[dict]()
 # Exercise key -> the implementation's other exercises its code calls (for "blocked by").
 DEPENDS_KEY = pytest.StashKey[dict]()
 # Per tests/book function, the names it used (reference runs; tests/kit/test_markers.py reads it).
@@ -72,6 +80,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="--impl NOTEBOOK.ipynb: run it top to bottom (default: load its definitions only)",
+    )
+    group.addoption(
+        "--book-only",
+        action="store_true",
+        default=False,
+        help="the implementation is the book's code only: the kit's extras are not provided "
+        "(as BOOK_CODE_ONLY = True in an adapter)",
     )
     group.addoption(
         "--stage",
@@ -104,7 +119,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     impl_name = _impl_name(config)
     if impl_name == "reference":
         return
-    from ftkit.check.impl import dependencies, provided, signature_differences, source_files
+    from ftkit.check.impl import (
+        default_differences,
+        dependencies,
+        provided,
+        signature_differences,
+        source_files,
+    )
     from ftkit.check.learner import is_path
     from ftkit.check.loading import import_problem, load_problem
 
@@ -115,6 +136,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             config.stash[LOADED_KEY] = loaded
             config.option.impl = impl_name = loaded.name  # tests look the module up by name
     problem = problem or import_problem(impl_name)
+    _drop_learner_gc_callbacks()
     if problem is None:
         try:
             config.stash[PROVIDED_KEY] = provided(impl_name)
@@ -123,12 +145,34 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 impl_name, config.stash[PROVIDED_KEY]
             )
             config.stash[DEPENDS_KEY] = dependencies(impl_name, config.stash[PROVIDED_KEY])
+            config.stash[DEFAULTS_KEY] = default_differences(impl_name, config.stash[PROVIDED_KEY])
         except Exception as err:  # noqa: BLE001 - a learner's module can raise anything
             problem = f"ftkit: looking up names in --impl {impl_name!r} failed: {err!r}"
     if problem is None:
-        _work_in_a_temporary_folder(config)
+        _work_in_a_temporary_folder(config, config.stash.get(LOADED_KEY, None))
     else:
         config.stash[PROBLEM_KEY] = problem
+
+
+INTERNAL_ERROR_TEXT = "ftkit: the check stopped early"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_internalerror(excrepr, excinfo: pytest.ExceptionInfo) -> None:
+    """pytest itself failed: after its INTERNALERROR lines (for a bug report), one paragraph
+    saying what happened; `ftkit check` ends with exit status 1 (ftkit/check/run.py). The
+    learner's code cannot get here: a failure pytest cannot format is a plain report
+    (`_plain_report`), and the learner's gc callbacks are removed."""
+    err = excinfo.value
+    frames = traceback.extract_tb(excinfo.tb)[-2:]
+    where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+    print(
+        f"{INTERNAL_ERROR_TEXT}: pytest failed while running the tests "
+        f"({type(err).__name__}: {err}; at {where}).\n"
+        "  The table below covers the tests that ran before. Run the check again; if this "
+        "repeats, report it with this message.",
+        file=sys.stderr,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -190,15 +234,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"not run: {', '.join(sorted(hung))} timed out in an earlier test")
 
 
-def _work_in_a_temporary_folder(config: pytest.Config) -> None:
-    """Run the learner's code in an empty folder: files it writes do not land in the kit."""
+def _work_in_a_temporary_folder(config: pytest.Config, loaded=None) -> None:
+    """Run the learner's code in a temporary folder: files it writes do not land in the kit.
+    A learner's script, notebook or folder runs in its working copy (its data files beside it)."""
     previous = os.getcwd()
-    folder = tempfile.TemporaryDirectory(prefix="ftkit-work-")
-    os.chdir(folder.name)
+    workdir = getattr(loaded, "workdir", None)
+    if workdir is not None:
+        os.chdir(workdir)
+
+        def cleanup() -> None:
+            shutil.rmtree(workdir.parent, ignore_errors=True)
+
+    else:
+        folder = tempfile.TemporaryDirectory(prefix="ftkit-work-")
+        os.chdir(folder.name)
+        cleanup = folder.cleanup
 
     def restore() -> None:
         os.chdir(previous)
-        folder.cleanup()
+        cleanup()
 
     config.add_cleanup(restore)
 
@@ -252,6 +306,7 @@ def _skip_beyond_book(config: pytest.Config, items: list[pytest.Item], impl_name
         book_only = getattr(importlib.import_module(impl_name), "BOOK_CODE_ONLY", False)
     except Exception:  # noqa: BLE001 - reported once by pytest_sessionstart
         return
+    book_only = book_only or config.getoption("--book-only", default=False)
     if not book_only:
         return
     config.stash[BOOK_ONLY_KEY] = True
@@ -263,9 +318,17 @@ def _skip_beyond_book(config: pytest.Config, items: list[pytest.Item], impl_name
             item.add_marker(skip)
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
+    # The test's time limit measures the learner's code, not pytest writing its report: an alarm
+    # raising inside pytest's traceback formatting (in a gc callback run while `ast.parse` builds
+    # its tree) makes a nested parse that breaks CPython's AST recursion count (3.11: SystemError
+    # "AST constructor recursion depth mismatch", pytest exit 3).
+    _drop_learner_gc_callbacks()
+    with _timer_paused():
+        outcome = yield
+    if outcome.exception is not None:  # pytest could not format this failure: say so, plainly
+        outcome.force_result(_plain_report(item, call, outcome.exception))
     report = outcome.get_result()
     impl = getattr(item, "ftkit_impl", None)
     report.ftkit_used = list(impl.used) if impl is not None else []
@@ -286,6 +349,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "skipped"
         report.longrepr = (*location, NOT_PROVIDED_PREFIX + str(err))
     elif report.failed:
+        blocked = _blocked_value(item.config, err)
+        if blocked:
+            report.ftkit_blocked_value = blocked
         report.ftkit_timed_out = isinstance(err, TimedOut) or TIMEOUT_TEXT in str(err)
         if report.ftkit_timed_out:
             cancel = getattr(item, "cancel_timeout", None)
@@ -294,6 +360,72 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             hung = item.config.stash.setdefault(HUNG_KEY, set())
             hung.update(impl.used or _declared(item))
         report.ftkit_where = _learner_frame(call.excinfo, item.config.stash.get(FILES_KEY, set()))
+
+
+def _drop_learner_gc_callbacks() -> None:
+    """Remove the garbage collector callbacks a learner's code left behind: one that raises runs
+    inside every later `ast.parse` (pytest's tracebacks, the summary) and breaks it the same way."""
+    installed = {*sysconfig.get_paths().values(), str(Path(__file__).resolve().parents[1])}
+    gc.callbacks[:] = [
+        callback
+        for callback in gc.callbacks
+        if not hasattr(callback, "__code__")
+        or callback.__code__.co_filename.startswith(tuple(installed))
+    ]
+
+
+@contextlib.contextmanager
+def _timer_paused() -> Iterator[None]:
+    """Stop the running alarm (a test's time limit) meanwhile; resume it with the time it had left."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    left, interval = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if left > 0 and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
+
+
+def _plain_report(
+    item: pytest.Item, call: pytest.CallInfo, err: BaseException
+) -> pytest.TestReport:
+    """The report of a test whose failure pytest could not format (its own error `err`): the
+    failure's type and message, and where in the learner's files it happened."""
+    if call.excinfo is None:
+        lines = [f"E   pytest could not report this test: {type(err).__name__}: {err}"]
+    else:
+        exc = call.excinfo.value
+        lines = [f"E   {line}" for line in traceback.format_exception_only(type(exc), exc)]
+        lines.append(f"    (pytest could not show the traceback: {type(err).__name__}: {err})")
+        where = _learner_frame(call.excinfo, item.config.stash.get(FILES_KEY, set()))
+        if where:
+            lines.insert(0, f"{where}")
+    return pytest.TestReport(
+        item.nodeid,
+        item.location,
+        dict.fromkeys(item.keywords, 1),
+        "failed",
+        "\n".join(line.rstrip("\n") for line in lines),
+        call.when,
+        duration=call.duration,
+        start=call.start,
+        stop=call.stop,
+    )
+
+
+def _blocked_value(config: pytest.Config, err: BaseException) -> str:
+    """ "blocked: needs `x` from nb.ipynb cell 4, skipped: ..." when a test failed because the
+    learner's code reads a value whose statement was skipped while loading; else ""."""
+    loaded = config.stash.get(LOADED_KEY, None)
+    if loaded is None or not isinstance(err, NameError):
+        return ""
+    name = getattr(err, "name", None)
+    for why in loaded.blocked.values():
+        if name and f"`{name}`" in why:
+            return f"blocked: {why}"
+    return ""
 
 
 def _learner_frame(excinfo: pytest.ExceptionInfo, files: set[str]) -> str:
@@ -306,19 +438,37 @@ def _learner_frame(excinfo: pytest.ExceptionInfo, files: set[str]) -> str:
 
 
 def _loaded_lines(loaded, *, verbose: bool, shown: int = 6) -> list[str]:
-    """What was loaded from a learner's script or notebook, and which statements were skipped."""
+    """What was loaded from a learner's script, notebook or folder: the statements kept because
+    definitions need their values, those skipped (with why) and the names they block."""
     if loaded.executed:
         return [f"ftkit: ran {loaded.path.name} top to bottom (--execute)"]
-    if not loaded.skipped:
-        return [f"ftkit: loaded {loaded.path.name} (only definitions: nothing to skip)"]
+    needed = [line for line in loaded.skipped if " — " in line]  # needed, but not run: why
+    unneeded = len(loaded.skipped) - len(needed)
     lines = [
-        f"ftkit: loaded the definitions of {loaded.path.name}; skipped {len(loaded.skipped)} "
-        "statements that run code (downloads, training, prints; --execute runs a notebook):"
+        f"ftkit: loaded {loaded.path.name} statement by statement: its definitions"
+        + (f", and {len(loaded.ran)} statements computing values they need" if loaded.ran else "")
+        + "."
     ]
-    listed = loaded.skipped if verbose else loaded.skipped[:shown]
-    lines += [f"  {line}" for line in listed]
-    if len(listed) < len(loaded.skipped):
-        lines.append(f"  ... and {len(loaded.skipped) - len(listed)} more (-v lists them)")
+    if verbose:
+        lines += [f"  kept {line}" for line in loaded.ran]
+    if needed:
+        lines.append(f"  skipped {len(needed)} statements whose values definitions need:")
+        listed = needed if verbose else needed[:shown]
+        lines += [f"    {line}" for line in listed]
+        if len(listed) < len(needed):
+            lines.append(f"    ... and {len(needed) - len(listed)} more (-v lists them)")
+    if unneeded:
+        lines.append(
+            f"  skipped {unneeded} statements no definition needs (downloads, training, prints"
+            "; --execute runs a notebook top to bottom):"
+        )
+        others = [line for line in loaded.skipped if " — " not in line]
+        listed = others if verbose else others[:shown]
+        lines += [f"    {line}" for line in listed]
+        if len(listed) < len(others):
+            lines.append(f"    ... and {len(others) - len(listed)} more (-v lists them)")
+    for name, why in list(loaded.blocked.items())[: None if verbose else shown]:
+        lines.append(f"  blocked: {name} {why}")
     return lines
 
 
@@ -355,6 +505,8 @@ class ExerciseRecorder:
         self.config = config
         # test id -> (outcome, message, exercise names, learner's file:line)
         self.outcomes: dict[str, tuple[str, str, list[str], str]] = {}
+        # exercise -> a style note: wording differs from the book's, numbers right (no failure)
+        self.styles: dict[str, str] = {}
         self.session: pytest.Session | None = None
         self.report_failed = 0  # 1 when --ftkit-report could not be written
         self.unattributed: set[str] = set()  # failed tests that used no exercise name
@@ -372,10 +524,14 @@ class ExerciseRecorder:
             return
         if report.ftkit_book_exercise and report.ftkit_used:
             used.append(report.ftkit_book_exercise)
+        for key, value in report.user_properties:
+            if key == "ftkit_style":
+                self.styles.setdefault(used[0], value)
         previous = self.outcomes.get(report.nodeid)
         # A failure in setup or teardown outranks a pass in the call phase.
         if previous is None or previous[0] == "passed":
             outcome, message = _classify(report)
+            message = getattr(report, "ftkit_blocked_value", "") or message
             if outcome == "failed" and getattr(report, "ftkit_extra", False):
                 outcome = EXTRA_FAILED  # a kit extra (e.g. a clear error), not the book's behaviour
             where = getattr(report, "ftkit_where", "")
@@ -440,7 +596,19 @@ class ExerciseRecorder:
         for key, difference in config.stash.get(SIGNATURES_KEY, {}).items():
             if key in exercises:
                 exercises[key].signature = difference
+        for key, difference in config.stash.get(DEFAULTS_KEY, {}).items():
+            ex = exercises.get(key)
+            if ex is not None and ex.message and not ex.message.startswith("blocked"):
+                ex.message = f"{ex.message} — {difference}"  # the likely cause, named
         mark_blocked(exercises, config.stash.get(DEPENDS_KEY, {}))
+        loaded = config.stash.get(LOADED_KEY, None)
+        for ex in exercises.values():  # its code reads a value skipped while loading, or
+            if ex.blocked_by:  # calls a name its chapter-6 file shadows
+                continue
+            if ex.message.startswith("blocked: needs "):
+                ex.blocked_by = [ex.message[len("blocked: ") :]]
+            elif loaded is not None and ex.status == "failing" and ex.name in loaded.blocked:
+                ex.blocked_by = [loaded.blocked[ex.name]]
         if config.stash.get(BOOK_ONLY_KEY, False):
             # Its beyond-book tests were skipped before they ran, so nothing recorded what
             # they use: an exercise left with no outcome is one only the kit's extras check.
@@ -466,6 +634,12 @@ class ExerciseRecorder:
             impl_name = str(loaded.path)
             for line in _loaded_lines(loaded, verbose=config.getoption("verbose") > 0):
                 reporter.write_line(line)
+        for name, note in self.styles.items():
+            reporter.write_line(f"ftkit: style note, {name}: {note}")
+        for key, difference in config.stash.get(SIGNATURES_KEY, {}).items():
+            reporter.write_line(f"ftkit: {key}: {difference}")
+        for key, difference in config.stash.get(DEFAULTS_KEY, {}).items():
+            reporter.write_line(f"ftkit: {key}: {difference}")
         reporter.write_sep("=", f"ftkit check: {_header(impl_name)}")
         reporter.write_line(render_table(exercises))
         reporter.write_line("")

@@ -216,6 +216,8 @@ def mark_blocked(exercises: dict[str, Exercise], depends: dict[str, set[str]]) -
 
 
 def blocked_text(ex: Exercise) -> str:
+    if ex.blocked_by[0].startswith("needs "):  # a value skipped while loading a learner's file
+        return f"blocked: {ex.blocked_by[0]}"
     return f"blocked by {', '.join(ex.blocked_by)} (fix {ex.blocked_by[0]} first)"
 
 

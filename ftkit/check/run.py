@@ -24,6 +24,8 @@ from ftkit.check.markers import canonical_stage
 from ftkit.commands.init import CONFIG
 from ftkit.layout import BOOK_TESTS, INSTALLED, ROOT
 
+PYTEST_INTERNAL_ERROR = 3  # pytest.ExitCode.INTERNAL_ERROR (not imported: a fast start)
+
 
 def pytest_args(
     impl: str,
@@ -35,12 +37,15 @@ def pytest_args(
     timeout: float | None = None,
     verbose: bool = False,
     execute: bool = False,
+    book_only: bool = False,
 ) -> list[str]:
     """The pytest command line for one check run (tests/book only, selected by marker)."""
     # `--impl=PATH` as one word: pytest looks for its ini file above every loose path argument.
     args = [sys.executable, "-m", "pytest", str(BOOK_TESTS), f"--impl={impl}", "--ftkit-summary"]
     if execute:
         args.append("--execute")
+    if book_only:
+        args.append("--book-only")
     # Skip lines only when asked: the table and "Next:" must stay in view.
     args += ["-v", "-ra"] if verbose else ["-q", "-rfE"]
     args += ["-p", "no:cacheprovider", "--no-header", "--rootdir", str(ROOT), "--tb=short"]
@@ -95,7 +100,10 @@ def check_once(
         args, cwd=ROOT, env=child_env(), preexec_fn=_die_with_parent if linux else None
     )
     try:
-        return child.wait()
+        status = child.wait()
+        # pytest's own failure (exit 3), said in one paragraph by the plugin: the run is not
+        # a clean pass, and not an import problem (2).
+        return 1 if status == PYTEST_INTERNAL_ERROR else status
     finally:
         if child.poll() is None:  # Ctrl-C or an error here: take the child down too
             child.kill()
@@ -208,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
         "verbose": args.verbose,
         "execute": args.execute,
+        "book_only": args.book_only,
     }
     code = check_once(args.impl, args.stage, args.keyword, report, **opts)
     if args.watch:

@@ -20,13 +20,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--impl",
         default=None,
         help="exercises, reference, an importable package/adapter module, or a path to your "
-        ".py script, .ipynb notebook or folder (definitions only, see --execute); default: "
+        ".py script, .ipynb notebook or folder (see --execute); default: "
         "the folder of the nearest ftkit.toml (`ftkit init`), else exercises",
     )
     parser.add_argument(
         "--execute",
         action="store_true",
-        help="--impl NOTEBOOK.ipynb: run it top to bottom first (default: its definitions only)",
+        help="--impl NOTEBOOK.ipynb: run it top to bottom first (default: statement by "
+        "statement, downloads and training skipped)",
+    )
+    parser.add_argument(
+        "--book-only",
+        action="store_true",
+        help="your code is the book's code only: report the kit's extras (named errors, extra "
+        "options) as not provided, as BOOK_CODE_ONLY = True does in an adapter",
     )
     parser.add_argument("--stage", help="only this book stage (e.g. collate, model, data, LoRA)")
     parser.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from ftkit.check.logs import lines_carrying, style_note
 from ftkit.io.tokenizer import get_tokenizer  # tooling, not an exercise
 from ftkit.presets import get_config
 
@@ -56,10 +57,20 @@ def trainable(module: nn.Module) -> int:
     return count(p for p in module.parameters() if p.requires_grad)
 
 
+LOG_LINE = re.compile(r"Ep 1 \(Step 000000\): Train loss \d+\.\d{3}, Val loss \d+\.\d{3}")
+ACCURACY_LINE = re.compile(r"Training accuracy: \d+\.\d{2}% \| Validation accuracy: \d+\.\d{2}%")
+
+
 class TokenVotes(nn.Module):
-    """A fake classifier whose logits the test controls: every token votes for class `id % 2`."""
+    """A fake classifier whose logits the test controls: every token votes for class `id % 2`.
+    `modes` records, per forward pass, whether the model was in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.modes: list[bool] = []
 
     def forward(self, input_batch: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
         return 5.0 * nn.functional.one_hot(input_batch % 2, 2).float()
 
 
@@ -216,7 +227,11 @@ def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):
 def test_accuracy_puts_the_model_in_eval_mode(impl):
     model = TokenVotes().train()
     impl.calc_accuracy_loader(vote_loader(), model=model, device="cpu")
-    assert not model.training, "calc_accuracy_loader must call model.eval() (dropout off) (§6.6)"
+    # Judged on the forward passes: a version that restores training mode afterwards is fine.
+    assert model.modes and not any(model.modes), (
+        "calc_accuracy_loader must run the model in eval mode: call model.eval() (dropout off) "
+        f"before its forward passes (§6.6); training mode per pass: {model.modes}"
+    )
 
 
 @pytest.mark.exercise("classifier.calc_loss_batch")
@@ -294,7 +309,9 @@ def test_evaluate_model_returns_both_losses_and_restores_train_mode(impl):
 
 
 @pytest.mark.exercise("train_classifier_simple")
-def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl, ref, capsys):
+def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(
+    impl, ref, capsys, record_property
+):
     tokenizer = get_tokenizer()
     loader = spam_loader(tokenizer)
     model = ref.add_classification_head(tiny_gpt(ref))
@@ -325,16 +342,28 @@ def test_training_on_five_spam_texts_lowers_the_loss_and_logs_like_the_book(impl
     assert_equal(len(train_accs), 6, name="len(train_accs)", why="one accuracy per epoch (§6.7)")
     assert_equal(len(val_accs), 6, name="len(val_accs)")
     lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(
-        r"Ep 1 \(Step 000000\): Train loss \d+\.\d{3}, Val loss \d+\.\d{3}", lines[0]
-    ), (
-        f"first log line {lines[0]!r} should look like the book's "
-        "'Ep 1 (Step 000000): Train loss 2.153, Val loss 2.392' (§6.7)"
+    # Judged on the numbers each line prints; other wording is a style note, not a failure.
+    first = lines_carrying(lines, [(1, 0, train_losses[0], val_losses[0])])[0]
+    assert first is not None, (
+        f"no printed line carries the first log line's numbers: epoch 1, step 000000, train loss "
+        f"{train_losses[0]:.3f}, val loss {val_losses[0]:.3f}; the book prints "
+        f"'Ep 1 (Step 000000): Train loss 2.153, Val loss 2.392' (§6.7); printed {lines[:3]}"
     )
-    accuracy_lines = [line for line in lines if line.startswith("Training accuracy")]
-    assert len(accuracy_lines) == 6 and re.fullmatch(
-        r"Training accuracy: \d+\.\d{2}% \| Validation accuracy: \d+\.\d{2}%", accuracy_lines[0]
-    ), f"accuracy lines {accuracy_lines[:1]} should look like the book's (§6.7)"
+    rows = [(a * 100, b * 100) for a, b in zip(train_accs, val_accs, strict=True)]
+    accuracy_lines = lines_carrying(lines, rows, tolerance=5.01e-3)
+    assert None not in accuracy_lines, (
+        "each epoch prints its training and validation accuracy in percent with 2 decimals, "
+        f"e.g. 'Training accuracy: 70.00% | Validation accuracy: 72.50%' (§6.7); expected "
+        f"{rows[accuracy_lines.index(None)]} on a line; printed {lines[:8]}"
+    )
+    notes = [
+        style_note([first], LOG_LINE, "Ep 1 (Step 000000): Train loss 2.153, Val loss 2.392"),
+        style_note(
+            accuracy_lines, ACCURACY_LINE, "Training accuracy: 70.00% | Validation accuracy: 72.50%"
+        ),
+    ]
+    if any(notes):
+        record_property("ftkit_style", next(n for n in notes if n))
 
 
 # --------------------------------------------------------------------------------------------

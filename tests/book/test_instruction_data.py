@@ -177,12 +177,12 @@ def test_dataset_unknown_style(impl, tokenizer, data):
 # --- the book's §7.3 loaders, built from your dataset and collate function -----------------
 
 
-def book_loaders(impl, tokenizer, train, val):
+def book_loaders(dataset, collate_fn, tokenizer, train, val):
     """The book's §7.3 code: seed 123, batch 8, collate with allowed_max_length=1024."""
-    collate = partial(impl.custom_collate_fn, device="cpu", allowed_max_length=1024)
+    collate = partial(collate_fn, device="cpu", allowed_max_length=1024)
     torch.manual_seed(123)
     train_loader = DataLoader(
-        impl.InstructionDataset(train, tokenizer=tokenizer),
+        dataset(train, tokenizer=tokenizer),
         batch_size=8,
         collate_fn=collate,
         shuffle=True,
@@ -190,7 +190,7 @@ def book_loaders(impl, tokenizer, train, val):
         num_workers=0,
     )
     val_loader = DataLoader(
-        impl.InstructionDataset(val, tokenizer=tokenizer),
+        dataset(val, tokenizer=tokenizer),
         batch_size=8,
         collate_fn=collate,
         shuffle=False,
@@ -200,10 +200,7 @@ def book_loaders(impl, tokenizer, train, val):
     return train_loader, val_loader
 
 
-@pytest.mark.exercise("InstructionDataset", "custom_collate_fn")
-def test_train_loader_batches_as_printed(impl, ref, data, tokenizer, g):
-    train, _, val = ref.split_data(data)
-    train_loader, val_loader = book_loaders(impl, tokenizer, train, val)
+def check_book_batches(train_loader, val_loader, ref, tokenizer, train, val, g):
     batches = list(train_loader)
     shapes = [list(inputs.shape) for inputs, _ in batches]
     why = (
@@ -229,6 +226,22 @@ def test_train_loader_batches_as_printed(impl, ref, data, tokenizer, g):
     ref_dataset = ref.InstructionDataset(val[:8], tokenizer)
     ref_val = ref.custom_collate_fn([ref_dataset[i] for i in range(len(ref_dataset))])[0]
     assert_tensor_equal(first_val_inputs, ref_val, name="val inputs", why="val is not shuffled")
+
+
+@pytest.mark.exercise("custom_collate_fn")
+def test_your_collate_batches_the_books_dataset_as_printed(impl, ref, data, tokenizer, g):
+    """Your collate function on the book's dataset (so a bug elsewhere is not blamed on it)."""
+    train, _, val = ref.split_data(data)
+    loaders = book_loaders(ref.InstructionDataset, impl.custom_collate_fn, tokenizer, train, val)
+    check_book_batches(*loaders, ref, tokenizer, train, val, g)
+
+
+@pytest.mark.exercise("InstructionDataset")
+def test_your_dataset_batches_with_the_books_collate_as_printed(impl, ref, data, tokenizer, g):
+    """Your dataset batched by the book's collate function."""
+    train, _, val = ref.split_data(data)
+    loaders = book_loaders(impl.InstructionDataset, ref.custom_collate_fn, tokenizer, train, val)
+    check_book_batches(*loaders, ref, tokenizer, train, val, g)
 
 
 @pytest.mark.exercise("split_data")

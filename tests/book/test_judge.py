@@ -9,12 +9,12 @@ parser) is tested in tests/kit/test_ollama.py.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from fake_ollama import running_fake_ollama
 
 from ftkit.asserts import assert_equal
+from ftkit.check.binding import substitute
 from ftkit.io.assets import fetch
 
 pytestmark = pytest.mark.stage("evaluation")
@@ -27,11 +27,11 @@ def responses() -> list[dict]:
 
 @pytest.fixture
 def fake_query(impl, monkeypatch):
-    """Replace `query_model` in the module of the implementation's `generate_model_scores`.
+    """Replace `query_model` where the implementation's `generate_model_scores` looks it up
+    (under the name it uses, e.g. a learner's `ask_ollama`: `ftkit.check.binding.substitute`).
 
     The fake records `(prompt, model)` of each call and answers `answers[i]` in turn.
     """
-    module = sys.modules[impl.generate_model_scores.__module__]
     calls: list[tuple[str, str]] = []
     answers: list[str] = []
 
@@ -39,7 +39,13 @@ def fake_query(impl, monkeypatch):
         calls.append((prompt, model))
         return answers[len(calls) - 1]
 
-    monkeypatch.setattr(module, "query_model", query_model)
+    substitute(
+        monkeypatch,
+        impl.generate_model_scores,
+        "query_model",
+        query_model,
+        hints=("query", "ollama", "judge", "ask", "chat", "llm"),
+    )
     return calls, answers
 
 

@@ -17,6 +17,7 @@ from book_package import book_module
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from ftkit.check.logs import lines_carrying, style_note
 from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.presets import get_config
@@ -259,24 +260,27 @@ def test_a_few_steps_lower_the_loss(impl, ref, datasets, tokenizer):
 
 
 @pytest.mark.exercise("train_model_simple")
-def test_train_model_simple_prints_the_books_lines(impl, ref, datasets, tokenizer, golden, capsys):
+def test_train_model_simple_prints_the_books_lines(
+    impl, ref, datasets, tokenizer, golden, capsys, record_property
+):
+    """Judged on the numbers each line prints; other wording is a style note, not a failure."""
     g = golden("training")
     assert LOG_LINE.match(g["first_log_line"]), "the pattern must match the book's own line"
     _, _, train, _, (train_losses, val_losses, _) = run(impl, ref, datasets, tokenizer, 1)
     lines = capsys.readouterr().out.splitlines()
-    logs = [line for line in lines if line.startswith("Ep ")]
-    assert_equal(len(logs), len(train_losses), name="number of 'Ep ...' lines")
+    rows = [(1, i, t, v) for i, (t, v) in enumerate(zip(train_losses, val_losses, strict=True))]
+    logs = lines_carrying(lines, rows)
     for i, line in enumerate(logs):
-        match = LOG_LINE.match(line)
-        assert match, f"line {line!r} is not in the book's format, e.g. {g['first_log_line']!r}"
-        assert_equal(
-            match.groups(),
-            ("1", f"{i:06d}", f"{train_losses[i]:.3f}", f"{val_losses[i]:.3f}"),
-            name=f"log line {i}",
-            why="f'Ep {epoch+1} (Step {global_step:06d}): Train loss {train_loss:.3f}, "
-            "Val loss {val_loss:.3f}' every eval_freq steps from step 0 (§5.2)",
+        assert line is not None, (
+            f"no printed line carries log line {i}'s numbers: epoch 1, step {i:06d}, train loss "
+            f"{train_losses[i]:.3f}, val loss {val_losses[i]:.3f} — the book prints "
+            "f'Ep {epoch+1} (Step {global_step:06d}): Train loss {train_loss:.3f}, "
+            f"Val loss {{val_loss:.3f}}' every eval_freq steps from step 0 (§5.2); printed {lines[:4]}"
         )
-    samples = [line for line in lines if not line.startswith("Ep ")]
+    note = style_note(logs, LOG_LINE, g["first_log_line"])
+    if note:
+        record_property("ftkit_style", note)
+    samples = [line for line in lines if line not in logs and line.strip()]
     assert len(samples) == 1 and samples[0].startswith(START), (
         f"after the epoch one sample line continuing {START!r} is printed (§5.2); got {samples}"
     )

@@ -69,6 +69,64 @@ def test_an_endless_loop_times_out_once_and_its_other_tests_are_skipped(tmp_path
     assert elapsed < 60, f"took {elapsed:.0f} s"
 
 
+# A gc callback that raises runs inside every later `ast.parse` (pytest's tracebacks, the
+# summary) and, through the unraisable hook's own traceback, makes a nested parse: CPython 3.11
+# then fails the outer one ("AST constructor recursion depth mismatch", pytest exit 3). A time
+# limit's alarm raising in hypothesis's gc callback during pytest's reporting did the same.
+RAISING_GC_CALLBACK = """
+    import gc
+
+
+    def _complain(phase, info):
+        raise RuntimeError(f"a callback that fails in phase {phase}")
+
+
+    def format_input(entry):
+        gc.callbacks.append(_complain)
+        return "not the book's prompt"
+"""
+
+
+def test_learner_code_that_breaks_pytests_reporting_is_one_failure_not_an_internal_error(
+    tmp_path,
+):
+    write(tmp_path, "gc_learner.py", RAISING_GC_CALLBACK)
+    result = check(tmp_path, "--impl", str(tmp_path / "gc_learner.py"), timeout=120)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "INTERNALERROR" not in out and "SystemError" not in out, out
+    assert "Next: fix `format_input`" in out, out
+    assert "last failure: AssertionError: format_input(data[50])" in out, out
+
+
+def test_an_internal_error_of_pytest_ends_with_one_paragraph_and_exit_1(tmp_path):
+    write(tmp_path, "three_learner.py", THREE_NAMES)
+    write(
+        tmp_path,
+        "breaking_plugin.py",
+        """
+        def pytest_runtest_logfinish(nodeid, location):
+            raise SystemError("a stand-in for a failure inside pytest")
+        """,
+    )
+    env = env_with(tmp_path) | {"PYTEST_PLUGINS": "breaking_plugin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ftkit.cli", "check", "--impl", "three_learner"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    paragraph = "ftkit: the check stopped early: pytest failed while running the tests"
+    assert paragraph in result.stderr, out
+    assert "SystemError: a stand-in for a failure inside pytest" in result.stderr, out
+    # pytest's own lines (for a bug report) come first; the paragraph is the last word
+    assert "INTERNALERROR" not in result.stderr.split(paragraph)[1], out
+
+
 @pytest.mark.parametrize(
     ("files", "impl", "expected"),
     [

@@ -251,7 +251,7 @@ def test_a_script_that_downloads_on_import_loads_its_definitions_only(tmp_path):
         "InstructionDataset": "solved",
         "custom_collate_fn": "solved",
     }, out
-    assert "skipped 2 statements" in out, out
+    assert "skipped 2 statements no definition needs" in out, out
     assert "ch07_script.py:15: data = download_and_load_file(URL)" in out, out
 
 
@@ -311,12 +311,12 @@ def test_execute_runs_a_notebook_top_to_bottom(tmp_path):
         computed,
     ]
     (tmp_path / "small.ipynb").write_text(notebook(cells), encoding="utf-8")
-    # Definitions only: PREAMBLE is computed by a call, so it is skipped and format_input fails.
+    # Statement by statement: PREAMBLE is computed by a call that format_input needs, so it runs.
     statuses, out, _ = run_check(
-        tmp_path, "small notebook, definitions only", str(tmp_path / "small.ipynb")
+        tmp_path, "small notebook, statement by statement", str(tmp_path / "small.ipynb")
     )
-    assert status(statuses) == {"format_input": "failing"}, out
-    assert "NameError: name 'PREAMBLE' is not defined" in statuses["format_input"]["message"]
+    assert status(statuses) == {"format_input": "solved"}, out
+    assert "and 1 statements computing values they need" in out, out
     statuses, out, code = run_check(
         tmp_path, "small notebook, --execute", str(tmp_path / "small.ipynb"), "--execute"
     )
