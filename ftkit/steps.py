@@ -584,7 +584,7 @@ def generate_book(
                 probs = torch.softmax(scaled, dim=change.get("softmax_dim", -1))
             idx_next = torch.multinomial(probs, num_samples=1)
         else:
-            idx_next = torch.argmax(logits, dim=-1, keepdim=True)
+            idx_next = torch.argmax(logits, dim=change.get("argmax_dim", -1), keepdim=True)
         if eos_id is not None and int(idx_next[0, 0]) == eos_id and not change.get("append_eos"):
             break
         idx = torch.cat((idx, idx_next), dim=1)
@@ -632,8 +632,15 @@ GENERATE_HYPOTHESES: list[tuple[str, dict]] = [
     ),
 ]
 
+GENERATE_SIMPLE_DIM = (
+    "argmax over dim=0 (the batch); the book's argmax is over the vocabulary (dim=-1)",
+    {"argmax_dim": 0},
+)
+
 GENERATE_CASES: list[dict] = [
     {"temperature": 0.0, "top_k": None},
+    {"temperature": 5.0, "top_k": 2},
+    {"temperature": 5.0, "top_k": 5},
     {"temperature": 1.3, "top_k": None},
     {"temperature": 0.8, "top_k": 4},
     {"temperature": 0.0, "top_k": 3},
@@ -652,26 +659,20 @@ PROMPT = torch.tensor([[1, 5, 7, 2, 9], [3, 3, 8, 0, 4]])
 
 
 def _run_generate(fn, change=None, **case):
+    """Output ids and the probe's inputs of `fn` (a learner's generate) or the book's variant."""
     model = Probe()
-    idx = PROMPT.clone()
-    if case.get("eos"):
-        idx = idx[:1]
+    idx = PROMPT[:1].clone() if case.get("eos") is not None else PROMPT.clone()
+    options = {"temperature": case["temperature"], "top_k": case["top_k"]}
+    if case.get("eos") is not None:
+        options["eos_id"] = case["eos"]
     with _seeded(7):
         try:
-            if change is None:
-                out = fn(
-                    model,
-                    idx=idx,
-                    max_new_tokens=4,
-                    context_size=3,
-                    temperature=case["temperature"],
-                    top_k=case["top_k"],
-                    **({"eos_id": case["eos"]} if case.get("eos") is not None else {}),
-                )
+            if change is not None:
+                out = generate_book(model, idx, 4, 3, **options, **change)
+            elif case.get("simple"):
+                out = fn(model, idx=idx, max_new_tokens=4, context_size=3)
             else:
-                out = generate_book(
-                    model, idx, 4, 3, case["temperature"], case["top_k"], case.get("eos"), **change
-                )
+                out = fn(model, idx=idx, max_new_tokens=4, context_size=3, **options)
         except Exception as err:  # noqa: BLE001 - a crash is an answer too
             return f"{type(err).__name__}", model.seen
     return out, model.seen
@@ -683,21 +684,34 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def describe_generate(generate: Callable) -> str | None:
+def describe_generate_simple(generate_text_simple: Callable) -> str | None:
+    """Which §4.7 step of the learner's greedy `generate_text_simple` differs (crop, position)."""
+    return describe_generate(generate_text_simple, simple=True)
+
+
+def describe_generate(generate: Callable, *, simple: bool = False) -> str | None:
     """Which §5.3 step of the learner's `generate` differs: crop, position, top-k, temperature,
     softmax or sampling, from a probe model's inputs and known variants of the book's code."""
-    cases = [*GENERATE_CASES]
-    book_eos, _ = _run_generate(None, {}, temperature=0.0, top_k=None, eos=None)
-    cases.append({"temperature": 0.0, "top_k": None, "eos": int(book_eos[0, 6])})
+    if simple:
+        cases = [{"temperature": 0.0, "top_k": None, "simple": True}]
+    else:
+        cases = [*GENERATE_CASES]
+        book_eos, _ = _run_generate(None, {}, temperature=0.0, top_k=None)
+        cases.append({"temperature": 0.0, "top_k": None, "eos": int(book_eos[0, 6])})
     mine = [_run_generate(generate, None, **c) for c in cases]
     books = [_run_generate(None, {}, **c) for c in cases]
+    hypotheses = GENERATE_HYPOTHESES[:3] + [GENERATE_SIMPLE_DIM] if simple else GENERATE_HYPOTHESES
     if all(_same(m[0], b[0]) for m, b in zip(mine, books)):
         return None
-    # The crop: the model's inputs on the first call that sees more than context_size tokens.
-    for (_, m_seen), (_, b_seen) in zip(mine, books):
-        if not m_seen:
+    # The crop: each model input against the last context_size tokens of the learner's own
+    # sequence at that step (read from the learner's output).
+    for (m_out, m_seen), case in zip(mine, cases):
+        if not isinstance(m_out, torch.Tensor) or m_out.dim() != 2:
             continue
-        for got, want in zip(m_seen, b_seen):
+        start = PROMPT.shape[1]
+        for n, got in enumerate(m_seen):
+            seq = m_out[: got.shape[0], : start + n]
+            want = seq[:, -3:]
             if got.shape == want.shape and torch.equal(got, want):
                 continue
             if got.shape[1] > want.shape[1]:
@@ -705,24 +719,23 @@ def describe_generate(generate: Callable) -> str | None:
                     f"the model is given {got.shape[1]} tokens, more than context_size = "
                     f"{want.shape[1]}: the book crops to idx[:, -context_size:] on every step"
                 )
-            if got.shape == want.shape:
+            if got.shape == want.shape and torch.equal(got, seq[:, : want.shape[1]]):
                 return (
                     f"your crop keeps the first {got.shape[1]} tokens, the book keeps the last "
-                    f"{want.shape[1]} (idx[:, -context_size:])"
-                    if bool(torch.equal(got, PROMPT[: got.shape[0], : got.shape[1]]))
-                    else f"the model is given other tokens than the book's last "
                     f"{want.shape[1]} (idx[:, -context_size:])"
                 )
             break
         break
     found = [
         what
-        for what, change in GENERATE_HYPOTHESES
+        for what, change in hypotheses
         if all(_same(m[0], _run_generate(None, change, **c)[0]) for m, c in zip(mine, cases))
     ]
     if len(found) == 1:
         return f"your generate's output equals the book's with {found[0]}"
     failing = next(c for (m, _), (b, _), c in zip(mine, books, cases) if not _same(m, b))
+    if simple:
+        return None
     return _generate_step(generate, failing) or (
         f"the generated ids differ with temperature={failing['temperature']}, top_k="
         f"{failing['top_k']}: compare crop, last-position logits, top-k, temperature, softmax, "

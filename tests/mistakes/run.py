@@ -116,6 +116,8 @@ def run_one(mistake, into: Path) -> Result:
         str(report),
         "-x",
         "-q",
+        "--timeout",  # the book tests' 30 s would time out training variants on a busy machine
+        "120",
         "-p",
         "no:cacheprovider",
         "--rootdir",
