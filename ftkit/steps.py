@@ -289,6 +289,10 @@ def describe_attention(
     except Exception:  # noqa: BLE001 - weights of other shapes: no step diagnosis
         return None
     out, ops, error = trace(work, x)
+    if error is not None:
+        from ftkit.teach import teach_error  # the lessons for raw errors live there
+
+        return teach_error(error, ["MultiHeadAttention"])
     # Dropout (traced in eval mode too): which value the learner's dropout is given.
     for op in _where_ops(ops, "dropout"):
         given = op.args[0] if op.args else None

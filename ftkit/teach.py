@@ -80,7 +80,7 @@ ERROR_LESSONS: list[tuple[str, str, str]] = [
         "(out_features, in_features): the book adds alpha * (A @ B).T, transposed",
     ),
     (
-        "LoRALayer",
+        "LoRALayer LinearWithLoRA",
         r"empty\(\)|argument 'size'|must be tuple of ints|received an invalid combination",
         "LoRALayer(in_dim, out_dim, rank, alpha): A is torch.empty(in_dim, rank) and B "
         "torch.zeros(rank, out_dim); a float where an int size belongs means the arguments "
@@ -91,6 +91,18 @@ ERROR_LESSONS: list[tuple[str, str, str]] = [
         r"mat1 and mat2 shapes cannot be multiplied",
         "LinearWithLoRA builds LoRALayer(linear.in_features, linear.out_features, rank, alpha): "
         "the shapes of A and B follow the wrapped Linear's",
+    ),
+    (
+        "MultiHeadAttention",
+        r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)",
+        "the causal mask is context_length x context_length and the input has fewer tokens: "
+        "slice it to the input's length, self.mask.bool()[:num_tokens, :num_tokens]",
+    ),
+    (
+        "",
+        r"Expected target size",
+        "cross_entropy takes logits of shape (N, classes) and targets of shape (N,): merge the "
+        "batch and token dimensions with logits.flatten(0, 1) and target_batch.flatten()",
     ),
     (
         "",
@@ -149,7 +161,7 @@ def teach_error(err: BaseException, exercises: list[str]) -> str | None:
     """A teaching first line for an error raised inside the learner's code, or None."""
     text = str(err)
     for exercise, pattern, lesson in ERROR_LESSONS:
-        if exercise and exercise not in exercises:
+        if exercise and not set(exercise.split()) & set(exercises):
             continue
         found = re.search(pattern, text)
         if found:

@@ -28,4 +28,4 @@ def pytest_runtest_call(item: pytest.Item):
                 impl.used[:] = used  # the explanation's look-ups are not the test's
         if not first:
             raise
-        raise AssertionError(f"{first}\n{type(err).__name__}: {err}") from err
+        raise AssertionError(f"{first}\n{type(err).__name__}: {err}") from None

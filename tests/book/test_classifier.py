@@ -196,6 +196,23 @@ def test_accuracy_counts_argmax_of_the_last_token(impl):
 
 
 @pytest.mark.exercise("calc_accuracy_loader")
+def test_accuracy_counts_examples_when_the_last_batch_is_smaller(impl):
+    # Batches of 4, 4 and 2 (the book's validation and test loaders end with a smaller batch):
+    # last tokens predict 1 in 2/4, 3/4 and 2/2 rows.
+    last = torch.tensor([1, 1, 0, 0, 1, 1, 1, 0, 1, 1])
+    inputs = torch.stack([torch.ones_like(last), last], dim=1)
+    loader = DataLoader(TensorDataset(inputs, torch.ones(10, dtype=torch.long)), batch_size=4)
+    accuracy = impl.calc_accuracy_loader(loader, model=TokenVotes(), device="cpu")
+    if math.isclose(float(accuracy), (2 / 4 + 3 / 4 + 2 / 2) / 3, abs_tol=1e-9):
+        raise AssertionError(
+            f"accuracy {float(accuracy):.4f} is the mean of the per-batch accuracies: the book "
+            "counts correct_predictions / num_examples over all batches, so a smaller last "
+            "batch counts for fewer examples (§6.6); expected 7/10"
+        )
+    assert_close(accuracy, 7 / 10, name="accuracy (batches of 4, 4, 2)", atol=1e-12)
+
+
+@pytest.mark.exercise("calc_accuracy_loader")
 @pytest.mark.beyond_book
 @pytest.mark.book_exercise("6.3")
 def test_first_token_option_reads_the_first_logits_exercise_6_3(impl):

@@ -377,6 +377,19 @@ def test_layernorm_of_a_constant_row_is_finite(impl):
 
 
 @pytest.mark.exercise("LayerNorm")
+def test_layernorm_of_rows_with_a_small_variance_keeps_eps_1e_5(impl):
+    torch.manual_seed(123)
+    x = torch.randn(3, 8) * 1e-3  # variance near 1e-6: eps=1e-5 under the root decides the output
+    assert_tensor_equal(
+        impl.LayerNorm(emb_dim=8)(x),
+        torch.nn.functional.layer_norm(x, (8,), eps=1e-5),
+        name="LayerNorm(x * 1e-3)",
+        atol=1e-4,
+        why="(x - mean) / sqrt(var + eps) with eps=1e-5 (§4.2)",
+    )
+
+
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_uses_the_biased_variance(impl):
     torch.manual_seed(123)
     x = torch.randn(3, 4)  # few columns: dividing by n - 1 instead of n shows clearly

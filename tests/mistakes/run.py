@@ -143,9 +143,7 @@ def run_one(mistake, into: Path) -> Result:
 
 def identifying_keywords(mistake, others: list[Result]) -> list[str]:
     """The mistake's keywords found in none of `others`' messages (other variants, same exercise)."""
-    return [
-        k for k in mistake.keywords if not any(k.lower() in r.message.lower() for r in others)
-    ]
+    return [k for k in mistake.keywords if not any(k.lower() in r.message.lower() for r in others)]
 
 
 def apply_strict_rule(results: list[Result]) -> list[Result]:
