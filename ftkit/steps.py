@@ -709,7 +709,7 @@ def describe_generate(generate: Callable, *, simple: bool = False) -> str | None
         return None
     # The crop: each model input against the last context_size tokens of the learner's own
     # sequence at that step (read from the learner's output).
-    for (m_out, m_seen), case in zip(mine, cases):
+    for m_out, m_seen in mine:
         if not isinstance(m_out, torch.Tensor) or m_out.dim() != 2:
             continue
         start = PROMPT.shape[1]

@@ -153,7 +153,8 @@ def learner_line(tb) -> str:
             rel = path
         if rel.parts and rel.parts[0] in ("tests", "ftkit", "conftest.py"):
             continue
-        where = f"{rel}:{frame.lineno}: {(frame.line or '').strip()}"
+        code = (frame.line or "").strip()
+        where = f"{rel}:{frame.lineno}" + (f": {code}" if code else "")
     return where
 
 
