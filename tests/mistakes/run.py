@@ -37,6 +37,9 @@ REFERENCE = ROOT / "reference"
 BOOK_TESTS = ROOT / "tests" / "book"
 
 
+LAST_FIGURES: list[str] = []  # the figures of the whole catalogue's runs in this process
+
+
 @dataclass
 class Result:
     name: str

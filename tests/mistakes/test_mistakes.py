@@ -6,19 +6,25 @@ the mistaken exercise) and must fail with a message naming the mistake. The whol
 catalogue is slow (a few minutes on 2 cores): it runs under the `mistakes` marker
 (`pytest -m mistakes`, CI's own step); `SAMPLE` (one variant per stage family) runs in
 the default suite.
+
+"Named" is strict (`run.apply_strict_rule`): a keyword counts only when no other variant of
+the same function prints it. The whole run ends with the figures as pytest's summary line
+(`tests/mistakes/conftest.py`); a variant caught but not named is an expected failure
+(xfail) that lists its message, and the figures must meet the targets below.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from tests.mistakes import run
 from tests.mistakes.catalogue import CATALOGUE, SAMPLE, by_name
 from tests.mistakes.run import figures, run_pool
 
-CAUGHT_TARGET, NAMED_TARGET = 0.95, 0.90
+CAUGHT_TARGET, NAMED_TARGET = 0.98, 0.85
 
 
-def check(result, mistake) -> None:
+def check(result, mistake, *, strict: bool = False) -> None:
     assert not result.error, f"{mistake.name}: {result.error}"
     assert result.caught, (
         f"{mistake.name} survives: no book test of {mistake.exercise} fails for '{mistake.why}' "
@@ -26,6 +32,8 @@ def check(result, mistake) -> None:
     )
     if mistake.unnamed:
         return
+    if strict and not result.named:
+        pytest.xfail(f"caught, not named under the strict rule: {result.message[:200]!r}")
     assert result.named, (
         f"{mistake.name} ('{mistake.why}') is caught, but the message shown for "
         f"{mistake.exercise} names none of {list(mistake.keywords)}: {result.message!r}"
@@ -44,7 +52,9 @@ def test_sample_mistake_is_caught_and_named(sample_results, name):
 
 @pytest.fixture(scope="module")
 def all_results():
-    return run_pool([m.name for m in CATALOGUE], workers=2)
+    results = run_pool([m.name for m in CATALOGUE], workers=2)
+    run.LAST_FIGURES.append(figures(results))
+    return results
 
 
 @pytest.mark.mistakes
@@ -59,4 +69,4 @@ def test_the_catalogue_meets_its_targets(all_results):
 @pytest.mark.mistakes
 @pytest.mark.parametrize("name", [m.name for m in CATALOGUE])
 def test_mistake_is_caught_and_named(all_results, name):
-    check(next(r for r in all_results if r.name == name), by_name(name))
+    check(next(r for r in all_results if r.name == name), by_name(name), strict=True)
