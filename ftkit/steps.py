@@ -784,6 +784,173 @@ def _generate_step(generate, case) -> str | None:
     return None
 
 
+# --- GELU (§4.3) and the losses' reductions (§5.1, §6.6) ----------------------------------------
+
+
+def _which(found: list[str], prefix: str) -> str | None:
+    return f"{prefix} {found[0]}" if len(found) == 1 else None
+
+
+def describe_gelu(gelu: nn.Module) -> str | None:
+    """Which known departure from §4.3's tanh approximation the learner's GELU equals."""
+    x = torch.linspace(-6, 6, 241)
+    with torch.no_grad():
+        out = gelu(x)
+    c = math.sqrt(2 / math.pi)
+    book = 0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * x**3)))
+    if not isinstance(out, torch.Tensor) or close(out, book):
+        return None
+    hypotheses = {
+        "2/π without its square root (the book: sqrt(2/π))": 0.5
+        * x
+        * (1 + torch.tanh(2 / math.pi * (x + 0.044715 * x**3))),
+        "x² where the book has x³ (0.044715·x³)": 0.5
+        * x
+        * (1 + torch.tanh(c * (x + 0.044715 * x**2))),
+        "the exact erf GELU; the book (GPT-2) uses the tanh approximation": 0.5
+        * x
+        * (1 + torch.erf(x / math.sqrt(2))),
+        "ReLU; the book's activation is GELU": torch.relu(x),
+        "no 0.5 factor (0.5·x·(1 + tanh(...)))": x * (1 + torch.tanh(c * (x + 0.044715 * x**3))),
+    }
+    return _which([k for k, v in hypotheses.items() if close(out, v)], "your GELU is")
+
+
+class _Table(nn.Module):
+    """Fixed logits per token id (any number of classes), for loss and accuracy probes."""
+
+    def __init__(self, classes: int, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.table = torch.randn(16, classes, generator=gen) * 2
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.table[idx % 16]
+
+
+def describe_loss_batch(calc_loss_batch: Callable) -> str | None:
+    """How the learner's §5.1 `calc_loss_batch` reduces the token losses, if not as the book."""
+    gen = torch.Generator().manual_seed(1)
+    inputs = torch.randint(0, 16, (2, 5), generator=gen)
+    targets = torch.randint(0, 10, (2, 5), generator=gen)
+    targets[1, 3:] = -100
+    model = _Table(10)
+    with torch.no_grad():
+        got = calc_loss_batch(inputs, targets, model, "cpu")
+        logits = model(inputs).flatten(0, 1)
+        flat = targets.flatten()
+        book = torch.nn.functional.cross_entropy(logits, flat)
+        if close(torch.as_tensor(got, dtype=book.dtype).reshape(()), book):
+            return None
+        ce = torch.nn.functional.cross_entropy
+        hypotheses = {
+            "the sum over tokens (reduction='sum'); the book takes the mean": ce(
+                logits, flat, reduction="sum"
+            ),
+            "a softmax before cross_entropy, which applies log-softmax itself": ce(
+                torch.softmax(logits, dim=-1), flat
+            ),
+            "the -100 targets counted (the mean over every position); the book's mean skips "
+            "them": ce(logits, flat, reduction="sum") / flat.numel(),
+        }
+    value = torch.as_tensor(got, dtype=book.dtype).reshape(())
+    return _which([k for k, v in hypotheses.items() if close(value, v)], "your loss is")
+
+
+def _loader(sizes: Sequence[int], classes: int, per_token: bool):
+    gen = torch.Generator().manual_seed(2)
+    batches = []
+    for n in sizes:
+        x = torch.randint(0, 16, (n, 4), generator=gen)
+        y = torch.randint(0, classes, (n, 4) if per_token else (n,), generator=gen)
+        batches.append((x, y))
+    return batches
+
+
+def describe_loss_loader(
+    calc_loss_loader: Callable, calc_loss_batch: Callable, *, classes: int, per_token: bool
+) -> str | None:
+    """How the learner's `calc_loss_loader` averages the batch losses, if not as the book.
+
+    Batches of 4, 4 and 2 (the last smaller); asked for all batches and for num_batches=2.
+    """
+    data = _loader((4, 4, 2), classes, per_token)
+    model = _Table(classes)
+    with torch.no_grad():
+        losses = [float(calc_loss_batch(x, y, model, "cpu")) for x, y in data]
+        got = [
+            float(calc_loss_loader(data, model, "cpu")),
+            float(calc_loss_loader(data, model, "cpu", num_batches=2)),
+        ]
+    sizes = [len(x) for x, _ in data]
+    book = [sum(losses) / 3, sum(losses[:2]) / 2]
+    if all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(got, book)):
+        return None
+    hypotheses = {
+        "weights each batch by its number of examples (a mean over examples); the book "
+        "averages the batch losses, total_loss / num_batches": [
+            sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes),
+            sum(loss * n for loss, n in zip(losses[:2], sizes[:2])) / sum(sizes[:2]),
+        ],
+        "divides by len(data_loader) even when num_batches is smaller; the book divides by "
+        "num_batches": [sum(losses) / 3, sum(losses[:2]) / 3],
+        "ignores num_batches (averages every batch)": [sum(losses) / 3, sum(losses) / 3],
+        "sums the batch losses without dividing by num_batches": [sum(losses), sum(losses[:2])],
+    }
+    found = [
+        k
+        for k, v in hypotheses.items()
+        if all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(got, v))
+    ]
+    return _which(found, "your loader loss")
+
+
+def describe_accuracy(calc_accuracy_loader: Callable) -> str | None:
+    """How the learner's §6.6 `calc_accuracy_loader` counts, if not as the book."""
+    data = _loader((4, 4, 2), 2, per_token=False)
+    model = _Table(2)
+    with torch.no_grad():
+        got = [
+            float(calc_accuracy_loader(data, model, "cpu")),
+            float(calc_accuracy_loader(data, model, "cpu", num_batches=2)),
+        ]
+
+        def hits(position: int, batches) -> list[tuple[int, int]]:
+            return [
+                (int((model(x)[:, position, :].argmax(-1) == y).sum()), len(y)) for x, y in batches
+            ]
+
+    def pooled(h):
+        return sum(c for c, _ in h) / sum(n for _, n in h)
+
+    def per_batch(h):
+        return sum(c / n for c, n in h) / len(h)
+
+    last, first = hits(-1, data), hits(0, data)
+    book = [pooled(last), pooled(last[:2])]
+    if all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(got, book)):
+        return None
+    hypotheses = {
+        "the mean of the per-batch accuracies; the book counts correct_predictions / "
+        "num_examples over all batches, so a smaller last batch counts for fewer examples": [
+            per_batch(last),
+            per_batch(last[:2]),
+        ],
+        "the first token's logits (logits[:, 0, :]); the book reads the last token's, "
+        "logits[:, -1, :]": [pooled(first), pooled(first[:2])],
+        "divided by the number of batches, not of examples": [
+            sum(c for c, _ in last) / 3,
+            sum(c for c, _ in last[:2]) / 2,
+        ],
+    }
+    found = [
+        k
+        for k, v in hypotheses.items()
+        if all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(got, v))
+    ]
+    return _which(found, "your accuracy is")
+
+
 # --- a failing test, explained ---------------------------------------------------------------
 
 

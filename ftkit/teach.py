@@ -45,6 +45,18 @@ DESCRIBERS: dict[str, Callable[[object], str | None]] = {
     "MultiHeadAttention": _attention,
     "generate": lambda impl: steps.describe_generate(impl.generate),
     "generate_text_simple": lambda impl: steps.describe_generate_simple(impl.generate_text_simple),
+    "GELU": lambda impl: steps.describe_gelu(impl.GELU()),
+    "calc_loss_batch": lambda impl: steps.describe_loss_batch(impl.calc_loss_batch),
+    "calc_loss_loader": lambda impl: steps.describe_loss_loader(
+        impl.calc_loss_loader, impl.calc_loss_batch, classes=10, per_token=True
+    ),
+    "classifier.calc_loss_loader": lambda impl: steps.describe_loss_loader(
+        impl.of("classifier").calc_loss_loader,
+        impl.of("classifier").calc_loss_batch,
+        classes=2,
+        per_token=False,
+    ),
+    "calc_accuracy_loader": lambda impl: steps.describe_accuracy(impl.calc_accuracy_loader),
 }
 
 
