@@ -221,10 +221,51 @@ def copy_by_position(source: nn.Module, target: nn.Module) -> None:
             mine.copy_(theirs)
 
 
+def describe_block(actual: nn.Module, x: torch.Tensor, book: nn.Module) -> str | None:
+    """Which known rewiring of §4.5's block the learner's `TransformerBlock` computes.
+
+    The book's weights are copied into a copy of `actual` (by name, else by position); both
+    run in eval mode and the learner's output is compared with the book's sub-layers wired
+    in each known other way.
+    """
+    mine = copy.deepcopy(actual).eval()
+    if _param_problems(mine, book):
+        if not same_shapes_in_order(mine, book):
+            return None
+        copy_by_position(book, mine)
+    else:
+        copy_parameters(book, mine)
+    ref = copy.deepcopy(book).eval()
+    att, ff, n1, n2 = ref.att, ref.ff, ref.norm1, ref.norm2
+    with torch.no_grad():
+        out = mine(x)
+        h = x + att(n1(x))
+        if isinstance(out, torch.Tensor) and steps.close(out, h + ff(n2(h))):
+            return None
+        post = n1(x + att(x))
+        hypotheses = {
+            "no shortcut around the feed-forward (x = ff(norm2(x)); the book adds x + ...)": ff(
+                n2(h)
+            ),
+            "no shortcut around the attention (x = att(norm1(x)); the book adds x + ...)": (
+                att(n1(x)) + ff(n2(att(n1(x))))
+            ),
+            "the norms after the shortcuts (post-norm: norm1(x + att(x))); the book normalises "
+            "before each sub-layer (pre-norm)": n2(post + ff(post)),
+            "norm1 before the feed-forward too; the book uses norm2 there": h + ff(n1(h)),
+            "both sub-layers fed the same input (x + att(norm1(x)) + ff(norm2(x)))": h + ff(n2(x)),
+        }
+    found = [
+        k for k, v in hypotheses.items() if isinstance(out, torch.Tensor) and steps.close(out, v)
+    ]
+    return f"your block computes {found[0]}" if len(found) == 1 else None
+
+
 # The modules the book writes step by step: what names the step that differs inside one.
 STEP_DESCRIBERS: dict[str, Callable[[nn.Module, torch.Tensor, nn.Module], str | None]] = {
     "MultiHeadAttention": lambda mine, x, book: steps.describe_attention(mine, x, book.num_heads),
     "LayerNorm": lambda mine, x, book: steps.describe_layernorm(mine, x.shape[-1]),
+    "TransformerBlock": describe_block,
 }
 
 
@@ -291,8 +332,9 @@ def _hint(kind_of: dict[str, str], name: str) -> tuple[str, str]:
 
 
 def _compare_with(kind_of: dict[str, str], name: str) -> str:
+    """The module's whole recipe, on a line of its own: every mistake in it prints it alike."""
     kind, hint = _hint(kind_of, name)
-    return f" — compare {kind} with {hint}" if kind else ""
+    return f"\n  compare {kind} with {hint}" if kind else ""
 
 
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")

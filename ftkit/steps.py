@@ -951,6 +951,89 @@ def describe_accuracy(calc_accuracy_loader: Callable) -> str | None:
     return _which(found, "your accuracy is")
 
 
+# --- the instruction collate (§7.3) and the response extraction (§7.7) ---------------------------
+
+PAD, IGNORE = 50256, -100
+
+
+def describe_collate(collate: Callable) -> str | None:
+    """Which step of §7.3's collate (pad → shift → mask → truncate) the learner's differs in."""
+    items = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]]
+    longest = max(len(i) for i in items)
+    inputs, targets = (t.cpu() for t in collate(items))
+    padded = torch.tensor([i + [PAD] * (longest + 1 - len(i)) for i in items])
+    book_in, book_t = padded[:, :-1], padded[:, 1:].clone()
+    pad = book_t == PAD
+    later = pad & (pad.cumsum(dim=1) > 1)
+    book_t[later] = IGNORE
+    if inputs.shape[1] == longest - 1:
+        return (
+            f"your inputs have {longest - 1} columns, the book's {longest}: the book pads every "
+            "item to the longest + 1, so even the longest item ends with an end-of-text target"
+        )
+    if bool((inputs == IGNORE).any()):
+        return (
+            "your inputs contain -100: the targets share memory with the padded batch (no "
+            ".clone()), so masking the targets changed the inputs too"
+        )
+    if (
+        inputs.shape == book_in.shape
+        and bool((inputs[book_in == PAD] == 0).all())
+        and not bool((inputs == PAD).any())
+    ):
+        return "your padding is 0; the book pads with the end-of-text id 50256 (pad_token_id)"
+    if targets.shape == inputs.shape and torch.equal(targets, inputs):
+        return "your targets equal the inputs: the book shifts them one token, padded[:, 1:]"
+    if targets.shape == book_t.shape:
+        first = pad & ~later
+        if bool((targets[first] == IGNORE).all()):
+            return (
+                "the first end-of-text target of each row is masked too: the book keeps it "
+                "(the model learns to stop) and sets only the later padding targets to -100"
+            )
+        if bool((targets[later] == 0).all()):
+            return "the ignored targets are 0, not -100 (ignore_index, what cross_entropy skips)"
+        if bool((targets[later] == PAD).all()):
+            return "the padding targets after the first are kept: the book replaces them with -100"
+    short_in, _ = collate(items, allowed_max_length=3)
+    if short_in.shape[1] > 3:
+        return (
+            f"with allowed_max_length=3 your inputs keep {short_in.shape[1]} columns: the book "
+            "truncates inputs and targets to allowed_max_length"
+        )
+    try:
+        _, masked = collate([(3, items[0]), (2, items[1]), (2, items[2])])
+    except Exception:  # noqa: BLE001 - no prompt masking (exercise 7.2): nothing to compare
+        return None
+    count = int((masked[0] == IGNORE).cumprod(dim=0).sum())
+    if count != 2:
+        return (
+            f"the prompt mask covers {count} targets of an item with prompt_length 3; the book "
+            "masks prompt_length - 1 = 2 (target j predicts token j + 1)"
+        )
+    return None
+
+
+def describe_extract(extract_response: Callable) -> str | None:
+    """What the learner's §7.7 `extract_response` leaves in: the prompt, the header, spaces."""
+    prompt = (
+        "Below is an instruction that describes a task. Write a response that appropriately "
+        "completes the request.\n\n### Instruction:\nName a colour."
+    )
+    out = extract_response(prompt + "\n\n### Response:\n  Blue.  \n", prompt)
+    if out == "Blue.":
+        return None
+    if "### Instruction" in out or out.startswith("Below is"):
+        return (
+            "your response still holds the prompt: the book cuts generated_text[len(input_text):]"
+        )
+    if "### Response:" in out:
+        return "your response still holds the '### Response:' header: the book removes it"
+    if out.strip() == "Blue.":
+        return "your response keeps the spaces and newlines around it: the book calls .strip()"
+    return None
+
+
 # --- a failing test, explained ---------------------------------------------------------------
 
 

@@ -57,6 +57,8 @@ DESCRIBERS: dict[str, Callable[[object], str | None]] = {
         per_token=False,
     ),
     "calc_accuracy_loader": lambda impl: steps.describe_accuracy(impl.calc_accuracy_loader),
+    "custom_collate_fn": lambda impl: steps.describe_collate(impl.custom_collate_fn),
+    "extract_response": lambda impl: steps.describe_extract(impl.extract_response),
 }
 
 
@@ -195,5 +197,5 @@ def explain_failure(err: BaseException, exercises: list[str], impl) -> str | Non
             return None  # the module diagnosis has already named the place
         return describe(exercises, impl)
     if isinstance(err, Exception):
-        return teach_error(err, exercises)
+        return teach_error(err, exercises) or (describe(exercises, impl) if impl else None)
     return None

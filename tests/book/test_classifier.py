@@ -156,7 +156,11 @@ def test_trainable_parameters_per_group(impl, ref, preset, mode):
         "all": "exercise 6.2 fine-tunes every parameter",
         "head": "only the new output layer is trained",
     }[mode]
-    assert_equal(actual, expected, name=f"trainable parameters ({preset}, {mode})", why=why)
+    wrong = [f"{k} {actual[k]} (expected {v})" for k, v in expected.items() if actual[k] != v]
+    if wrong:
+        raise AssertionError(
+            f"trainable parameters ({preset}, {mode}) differ in: {'; '.join(wrong)} — {why}"
+        )
 
 
 @pytest.mark.exercise("add_classification_head")

@@ -222,6 +222,13 @@ def test_layernorm_scale_and_shift_are_learnable_parameters(impl):
     assert_tensor_equal(
         out.mean(dim=-1), torch.full((3,), 3.0), name="mean after shift 3", atol=1e-5
     )
+    assert_tensor_equal(
+        out.var(dim=-1, unbiased=False),
+        torch.full((3,), 4.0),
+        name="variance after scale 2",
+        atol=1e-3,
+        why="scale multiplies the normalised values: self.scale * norm + self.shift (§4.2)",
+    )
 
 
 @pytest.mark.exercise("GELU")
@@ -420,6 +427,28 @@ def test_transformer_block_equals_the_books_with_the_same_weights(impl, ref):
                 why="same weights, same computation: pre-norm attention and feed-forward, each "
                 "with a shortcut (§4.5)",
             )
+
+
+@pytest.mark.exercise("TransformerBlock")
+def test_transformer_block_in_training_mode_drops_as_the_book(impl, ref):
+    cfg = small_config(ref, drop_rate=0.5)
+    ours, theirs = build(impl.TransformerBlock, cfg), build(book.TransformerBlock, cfg)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.rand(2, 5, cfg["emb_dim"])
+    with torch.no_grad():
+        torch.manual_seed(7)
+        got = ours.train()(x)
+        torch.manual_seed(7)
+        want = theirs.train()(x)
+    assert_tensor_equal(
+        got,
+        want,
+        name="TransformerBlock(x) in training mode, dropout 0.5, seed 7",
+        atol=1e-5,
+        why="in training mode the book drops out each sub-layer's output, "
+        "x + drop_shortcut(att(norm1(x))) and x + drop_shortcut(ff(norm2(x))): the same "
+        "dropout calls in the same order draw the same random numbers (§4.5)",
+    )
 
 
 @pytest.mark.exercise("MultiHeadAttention")

@@ -62,6 +62,16 @@ def test_balanced_dataset_is_the_books_sample(impl, raw):
     ham = raw[raw["Label"] == "ham"].sample(747, random_state=123)
     spam = raw[raw["Label"] == "spam"]
     ours = impl.create_balanced_dataset(raw)
+    got, want = ours.index.tolist(), ham.index.tolist() + spam.index.tolist()
+    if sorted(got) == sorted(want) and got != want:
+        assert got[: len(spam)] != spam.index.tolist(), (
+            "the spam rows come first: the book concatenates [ham_subset, spam] (§6.2)"
+        )
+    if set(got) != set(want):
+        assert set(got) - set(spam.index) == set(ham.index), (
+            "the ham rows are not the book's sample: df[ham].sample(num_spam, random_state=123) "
+            "(§6.2)"
+        )
     assert ours.index.tolist() == ham.index.tolist() + spam.index.tolist(), (
         "df[ham].sample(num_spam, random_state=123), then concat with the spam rows (book §6.2)"
     )
@@ -72,6 +82,19 @@ def test_random_split_sizes(impl, ref, raw, g):
     balanced = map_labels(ref.create_balanced_dataset(raw))
     train, validation, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
     sizes = [len(train), len(validation), len(test)]
+    n = len(balanced)
+    rounded = [round(n * 0.7), round(n * 0.7) + round(n * 0.1)]
+    if sizes != g["split_sizes"] and sizes[:2] == [rounded[0], rounded[1] - rounded[0]]:
+        raise AssertionError(
+            f"sizes {sizes} come from round(): the book cuts with int(len(df) * frac), which "
+            "rounds down (§6.2)"
+        )
+    if sizes != g["split_sizes"] and sizes[0] == g["split_sizes"][0]:
+        raise AssertionError(
+            f"validation holds {sizes[1]} rows, the book's {g['split_sizes'][1]}: "
+            "validation_end = train_end + int(len(df) * validation_frac) — the validation "
+            "cut starts at train_end (§6.2)"
+        )
     assert_equal(
         sizes,
         g["split_sizes"],

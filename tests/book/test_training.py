@@ -374,6 +374,20 @@ def test_tokens_seen_are_the_books_count(impl, ref, datasets, tokenizer, capsys)
 
 
 @pytest.mark.exercise("train_model_simple")
+def test_each_step_is_the_books_step(impl, ref, datasets, tokenizer, capsys):
+    train_losses, val_losses, _ = book_run(impl.train_model_simple, ref, datasets, tokenizer)
+    want_train, want_val, _ = book_run(ref.train_model_simple, ref, datasets, tokenizer)
+    capsys.readouterr()
+    for step, (got, want) in enumerate(zip(train_losses, want_train)):
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=0.0), (
+            f"train loss after step {step}: expected {want:.5f}, got {got:.5f} — each step of "
+            "the book's loop is optimizer.zero_grad() (gradients must not add up across steps), "
+            "calc_loss_batch, loss.backward(), optimizer.step() (§5.2)"
+        )
+    assert_equal(len(val_losses), len(want_val), name="number of evaluations")
+
+
+@pytest.mark.exercise("train_model_simple")
 def test_a_model_handed_over_in_eval_mode_is_trained_in_training_mode(
     impl, ref, datasets, tokenizer, capsys
 ):
@@ -393,20 +407,6 @@ def test_a_model_handed_over_in_eval_mode_is_trained_in_training_mode(
         "train_model_simple must call model.train() at the start of each epoch, so dropout is on "
         "while training (§5.2)"
     )
-
-
-@pytest.mark.exercise("train_model_simple")
-def test_each_step_is_the_books_step(impl, ref, datasets, tokenizer, capsys):
-    train_losses, val_losses, _ = book_run(impl.train_model_simple, ref, datasets, tokenizer)
-    want_train, want_val, _ = book_run(ref.train_model_simple, ref, datasets, tokenizer)
-    capsys.readouterr()
-    for step, (got, want) in enumerate(zip(train_losses, want_train)):
-        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=0.0), (
-            f"train loss after step {step}: expected {want:.5f}, got {got:.5f} — each step of "
-            "the book's loop is optimizer.zero_grad() (gradients must not add up across steps), "
-            "calc_loss_batch, loss.backward(), optimizer.step() (§5.2)"
-        )
-    assert_equal(len(val_losses), len(want_val), name="number of evaluations")
 
 
 @pytest.mark.exercise("evaluate_model")

@@ -187,7 +187,7 @@ VARIANTS = {
     "pos_emb computed, not added": (PosEmbUnused, ["first difference at GPTModel", "drop_emb"]),
     "no shortcut around ff": (
         with_parts(TransformerBlock=NoFeedForwardShortcut),
-        ["first difference at trf_blocks[0]", "TransformerBlock.forward", "shortcut"],
+        ["first difference at trf_blocks[0]", "no shortcut around the feed-forward"],
     ),
     "mask diagonal off by one": (
         with_parts(MultiHeadAttention=MaskDiagonalOffByOne),
@@ -267,7 +267,7 @@ def test_parts_are_diagnosed_on_their_own():
     found = diagnose_model(
         lambda: NoFeedForwardShortcut(CFG), lambda: R.TransformerBlock(CFG), [torch.rand(1, 4, 64)]
     )
-    assert_names(found, ["first difference at TransformerBlock", "drop_shortcut (call 2)"])
+    assert_names(found, ["first difference at TransformerBlock", "no shortcut around the feed"])
 
 
 class BlocksInALoop(R.GPTModel):

@@ -52,7 +52,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "torch.sqrt(var + self.eps)",
         "torch.sqrt(var)",
-        "eps",
+        ("no eps", "without eps", "eps missing", "NaN"),
         "forgot eps under the square root",
     ),
     M(
@@ -70,7 +70,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         " + self.shift\n",
         "\n",
-        "shift",
+        ("shift left out", "without the shift", "no shift"),
         "forgot the shift parameter in forward",
     ),
     M(
@@ -132,7 +132,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "diagonal=1",
         "diagonal=0",
-        ("diagonal", "mask", "itself"),
+        ("diagonal=0", "from itself", "NaN"),
         "causal mask also hides the token itself",
     ),
     M(
@@ -150,7 +150,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "attn_scores / keys.shape[-1] ** 0.5",
         "attn_scores / self.d_out ** 0.5",
-        ("head_dim", "sqrt", "scal"),
+        ("d_out",),
         "scaled by sqrt(d_out) instead of sqrt(head_dim)",
     ),
     M(
@@ -159,7 +159,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "keys.shape[-1] ** 0.5, dim=-1)",
         "keys.shape[-1] ** 0.5, dim=-2)",
-        "softmax",
+        ("dim=-2", "over the queries"),
         "softmax over the queries",
     ),
     M(
@@ -179,7 +179,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "x.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)",
         "x.view(b, self.num_heads, num_tokens, self.head_dim)",
-        ("transpose", "head"),
+        ("split", "(b, heads, tokens"),
         "view to (b, heads, tokens, head_dim) without transposing",
     ),
     M(
