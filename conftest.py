@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from ftkit.check.impl import Impl
-
-ROOT = Path(__file__).parent
-GOLDEN_DIR = ROOT / "golden"
+from ftkit.layout import GOLDEN as GOLDEN_DIR  # a checkout's golden/ or the installed copy
 
 pytest_plugins = ["ftkit.check.plugin"]
 

@@ -1,7 +1,7 @@
 """Your GPT-2 (book ch. 3-4): fill in each class, then run `pytest --impl exercises tests/book/test_model.py`.
 
 The config helpers (`get_config`, `validate_config`, `check_token_ids`, the presets)
-are the kit's tooling, not exercises: they are re-exported from `reference.model`
+are the kit's tooling, not exercises: they are re-exported from `ftkit.presets`
 so your model can use them. Create the submodules in the order the book does, so
 that `torch.manual_seed(123)` gives the book's initial weights.
 """
@@ -13,7 +13,7 @@ import math  # noqa: F401  (GELU's constant sqrt(2/pi))
 import torch
 from torch import nn
 
-from reference.model import (  # noqa: F401  (tooling the learner's model may use)
+from ftkit.presets import (  # noqa: F401  (tooling the learner's model may use)
     BASE_CONFIG,
     CONFIG_KEYS,
     MODEL_CONFIGS,

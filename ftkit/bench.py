@@ -27,7 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+from ftkit.layout import KIT_RESULTS as RESULTS_DIR  # the kit's own measured runs
+
 EPOCHS = 2  # the book's §7.6 run
 
 EXTRA_KEYS = ("kind", "device", "device_name", "dtype", "size", "path", "tokens_per_round")

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("data", "weights", "classify", "instruct", "bench", "check", "doctor")
+COMMANDS = ("init", "data", "weights", "classify", "instruct", "bench", "check", "doctor")
 
 
 class Parser(argparse.ArgumentParser):

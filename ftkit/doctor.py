@@ -91,18 +91,21 @@ def versions() -> list[tuple[str, str]]:
             torch.__version__ + (f" (CUDA {torch.version.cuda})" if torch.version.cuda else ""),
         ),
     ]
+    from ftkit.layout import install_hint, where
+
     optional = {
-        "tiktoken": "missing: the book's tokenizer; pip install -e .",
+        "tiktoken": f"missing: the book's tokenizer; {install_hint()}",
         "tensorflow": "not installed: only needed for OpenAI's TensorFlow checkpoints "
-        "(pip install -e '.[tf]')",
-        "transformers": "not installed: only for Hugging Face interop (pip install -e '.[hf]')",
-        "huggingface_hub": "not installed: only for Hugging Face interop (pip install -e '.[hf]')",
+        f"({install_hint('tf')})",
+        "transformers": f"not installed: only for Hugging Face interop ({install_hint('hf')})",
+        "huggingface_hub": f"missing: GPT-2's weights from Hugging Face; {install_hint()}",
         "llms-from-scratch": "not installed: the book's package, a peer to compare against "
-        "(pip install -e '.[book]')",
+        f"({install_hint('book')})",
     }
     for name, absent in optional.items():
         rows.append((name, package_version(name) or absent))
-    rows.append(("llm-finetune-kit", package_version("llm-finetune-kit") or "source checkout"))
+    version = package_version("llm-finetune-kit")
+    rows.append(("llm-finetune-kit", f"{version}, {where()}" if version else where()))
     return rows
 
 

@@ -32,6 +32,7 @@ from reference.instruction_data import format_input
 from reference.judge import DEFAULT_URL, JUDGE_OPTIONS, JUDGE_PROMPT
 
 DEFAULT_TIMEOUT = 120.0
+OLLAMA_PORT = 11434  # `ollama serve`'s default
 
 
 class OllamaError(RuntimeError):
@@ -43,6 +44,35 @@ START_HINT = "Start it with `ollama serve` (or open the Ollama app)"
 
 def _start_hint(model: str) -> str:
     return f"{START_HINT}, then pull the judge model with `ollama pull {model}`."
+
+
+def _unreachable(url: str, model: str) -> str:
+    """Nothing answers at `url`: say it as what it is, and how to start Ollama *there*."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"{parts.hostname}:{port}"
+    if port == OLLAMA_PORT:
+        return f"Ollama is not reachable at {url} (connection refused). {_start_hint(model)}"
+    return (
+        f"Ollama is not reachable at {url}: nothing is listening on {where} (connection "
+        f"refused). Ollama's own port is {OLLAMA_PORT}: check "
+        f"--judge-url, or start Ollama on this port with `OLLAMA_HOST={where} ollama serve`, "
+        f"then pull the judge model with `ollama pull {model}`."
+    )
+
+
+def _http_error(method: str, where: str, response: requests.Response) -> OllamaError:
+    """A non-2xx answer: Ollama's own error text, or that the server is not Ollama at all."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if "json" not in kind:  # Ollama answers every request, errors included, in JSON
+        return OllamaError(
+            f"{method} {where} answered HTTP {response.status_code} with "
+            f"{kind or 'a body that is not JSON'}: the server at {urlsplit(where).netloc} is "
+            f"not an Ollama server (check --judge-url; Ollama's is {DEFAULT_URL})"
+        )
+    return OllamaError(
+        f"{method} {where} answered HTTP {response.status_code}: {_error_text(response)}"
+    )
 
 
 def check_url(url: str) -> str:
@@ -80,14 +110,17 @@ def list_models(
     where = tags_url(check_url(url))
     try:
         response = requests.get(where, timeout=timeout)
-    except requests.RequestException as err:
+    except requests.ConnectionError as err:
+        raise OllamaError(_unreachable(where, model)) from err
+    except requests.Timeout as err:
         raise OllamaError(
-            f"Ollama is not reachable at {where} ({type(err).__name__}). {_start_hint(model)}"
+            f"GET {where}: no answer within {timeout:g} s: something accepts connections "
+            "there but does not answer like Ollama (check --judge-url)"
         ) from err
+    except requests.RequestException as err:
+        raise OllamaError(f"GET {where} failed ({type(err).__name__}: {err})") from err
     if response.status_code != 200:
-        raise OllamaError(
-            f"GET {where} answered HTTP {response.status_code}: {_error_text(response)}"
-        )
+        raise _http_error("GET", where, response)
     try:
         models = response.json()["models"]
         return [m.get("name") or m["model"] for m in models]
@@ -154,23 +187,21 @@ def _post_once(url: str, payload: dict, model: str, timeout: float) -> str:
             if response.status_code == 404:
                 # Ollama answers 404 {"error": "model ... not found, try pulling it first"}.
                 ensure_model_available(model, url)
-                raise OllamaError(f"POST {url}: HTTP 404: {_error_text(response)}")
+                raise _http_error("POST", url, response)
             if response.status_code >= 500:
                 raise _Transient(f"HTTP {response.status_code}: {_error_text(response)}")
             if response.status_code != 200:
-                raise OllamaError(
-                    f"POST {url} answered HTTP {response.status_code}: {_error_text(response)}"
-                )
+                raise _http_error("POST", url, response)
             return _read_chat(response)
     except requests.ConnectionError as err:
         if _refused(err):
             # Nothing listens there: retrying will not help, telling the user what to run will.
-            raise OllamaError(
-                f"Ollama is not reachable at {url} (connection refused). {_start_hint(model)}"
-            ) from err
+            raise OllamaError(_unreachable(url, model)) from err
         raise _Transient(f"connection failed ({type(err).__name__}: {err})") from err
     except requests.Timeout as err:
-        raise _Transient(f"no answer within {timeout} s ({type(err).__name__})") from err
+        raise _Transient(
+            f"no answer within {timeout:g} s ({type(err).__name__}; --judge-timeout waits longer)"
+        ) from err
     except requests.RequestException as err:  # e.g. ChunkedEncodingError: stream cut off
         raise _Transient(f"the stream was cut off ({type(err).__name__})") from err
 
@@ -192,6 +223,10 @@ def chat(
     start Ollama. A model that is not pulled is an `OllamaError` at once.
     """
     check_url(url)
+    if not timeout > 0:
+        raise OllamaError(
+            f"the judge timeout must be a positive number of seconds, got {timeout!r}"
+        )
     payload = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -343,6 +378,7 @@ def score_responses(
     url: str = DEFAULT_URL,
     *,
     scores_path: str | os.PathLike | None = None,
+    timeout: float | None = None,
     progress: bool = True,
 ) -> list[int]:
     """The book's `generate_model_scores`, resumable: each `entry[json_key]`'s score (book §7.8).
@@ -352,7 +388,8 @@ def score_responses(
     ("Number of scores: N of M"). With `scores_path`, each score is appended to a JSONL
     file as it arrives (`index`, `id`, `model`, `score` or null, `raw` answer) and a
     rerun scores the entries not yet in it and asks again those recorded with no
-    usable score (the newer record replaces the older).
+    usable score (the newer record replaces the older). `timeout`: seconds per answer
+    (default DEFAULT_TIMEOUT; `--judge-timeout`).
     """
     _check_entries(json_data, json_key)
     done = _load_score_records(scores_path, json_data, json_key, model) if scores_path else {}
@@ -374,7 +411,12 @@ def score_responses(
                 if entry[json_key].strip() == "":
                     raw, score = "", 0
                 else:
-                    raw = chat(judge_prompt(entry, json_key), model, url)
+                    raw = chat(
+                        judge_prompt(entry, json_key),
+                        model,
+                        url,
+                        timeout=timeout or DEFAULT_TIMEOUT,
+                    )
                     score = parse_score(raw)
                     if score is None:
                         tqdm.write(f"Could not convert score: {raw!r} (entry {i})", file=sys.stderr)

@@ -8,11 +8,11 @@ always run under `torch.no_grad()` and never changes the model's train/eval mode
 
 from __future__ import annotations
 
-import math
-
 import tiktoken
 import torch
 from torch import nn
+
+from ftkit.checks import check_generation_args, check_top_k  # kit: clear errors
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -41,73 +41,19 @@ def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> 
     return tokenizer.decode(token_ids.tolist())
 
 
-def _check_generation_args(
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    context_size: int,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-) -> None:
-    """Raise a clear error for arguments generation cannot use."""
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-        raise ValueError(
-            f"idx must be a (batch, tokens) tensor of token ids, got {shape}; "
-            "add the batch dimension with idx.unsqueeze(0) (text_to_token_ids does)"
-        )
-    if idx.is_floating_point() or idx.dtype == torch.bool:
-        raise TypeError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-    if idx.shape[1] == 0:
-        raise ValueError("idx has no tokens: generation needs at least one context token")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise TypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 1:
-        raise ValueError(f"context_size must be a positive int, got {context_size!r}")
-    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
-
-
-def _next_token_logits(model: nn.Module, idx: torch.Tensor, context_size: int) -> torch.Tensor:
-    """Logits for the token after `idx`, seeing only its last `context_size` tokens."""
-    idx_cond = idx[:, -context_size:]  # the model cannot take more than its context length
-    logits = model(idx_cond)
-    return logits[:, -1, :]  # only the last position predicts the next token
-
-
-def _pick_next_token(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
-    """The next token from last-position logits: top-k filter, then sample or argmax (book §5.3)."""
-    if top_k is not None:
-        if top_k > logits.shape[-1]:
-            raise ValueError(f"top_k={top_k} exceeds the vocabulary size {logits.shape[-1]}")
-        top_logits, _ = torch.topk(logits, top_k)
-        min_val = top_logits[:, -1:]  # per row, the k-th largest logit
-        logits = torch.where(
-            logits < min_val, torch.tensor(float("-inf"), device=logits.device), logits
-        )
-    if temperature > 0.0:
-        probs = torch.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs, num_samples=1)
-    return torch.argmax(logits, dim=-1, keepdim=True)
-
-
 def generate_text_simple(
     model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_size: int
 ) -> torch.Tensor:
     """Append `max_new_tokens` greedily chosen tokens to `idx` (book §4.7)."""
-    _check_generation_args(idx, max_new_tokens, context_size)
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            logits = _next_token_logits(model, idx, context_size)
-            # softmax is monotonic, so argmax of the logits picks the same token (the book shows both)
-            probas = torch.softmax(logits, dim=-1)
-            idx_next = torch.argmax(probas, dim=-1, keepdim=True)
-            idx = torch.cat((idx, idx_next), dim=1)
+    check_generation_args(idx, max_new_tokens, context_size)  # kit: clear errors
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]
+        with torch.no_grad():
+            logits = model(idx_cond)
+        logits = logits[:, -1, :]
+        probas = torch.softmax(logits, dim=-1)
+        idx_next = torch.argmax(probas, dim=-1, keepdim=True)
+        idx = torch.cat((idx, idx_next), dim=1)
     return idx
 
 
@@ -127,17 +73,31 @@ def generate(
     k largest logits first. Generation stops early when `eos_id` is produced; that
     token is not appended (as the book). `eos_id` needs a batch of one sequence.
     """
-    _check_generation_args(idx, max_new_tokens, context_size, temperature, top_k)
-    if eos_id is not None and idx.shape[0] != 1:
-        raise ValueError(
-            f"eos_id stops generation of a single sequence (batch size 1), got a batch of "
-            f"{idx.shape[0]}; generate each sequence separately"
-        )
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            logits = _next_token_logits(model, idx, context_size)
-            idx_next = _pick_next_token(logits, temperature, top_k)
-            if eos_id is not None and int(idx_next) == eos_id:
-                break  # the book stops without appending the end-of-text token
-            idx = torch.cat((idx, idx_next), dim=1)
+    check_generation_args(idx, max_new_tokens, context_size, temperature, top_k, eos_id)  # kit
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]
+        with torch.no_grad():
+            logits = model(idx_cond)
+        logits = logits[:, -1, :]
+
+        if top_k is not None:
+            check_top_k(top_k, logits.shape[-1])  # kit: a clear error for top_k > vocabulary
+            top_logits, _ = torch.topk(logits, top_k)
+            min_val = top_logits[:, -1:]  # kit: per row; the book's [:, -1] serves one row only
+            logits = torch.where(
+                logits < min_val, torch.tensor(float("-inf")).to(logits.device), logits
+            )
+
+        if temperature > 0.0:
+            logits = logits / temperature
+            probs = torch.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1)
+        else:
+            idx_next = torch.argmax(logits, dim=-1, keepdim=True)
+
+        if idx_next == eos_id:
+            break
+
+        idx = torch.cat((idx, idx_next), dim=1)
+
     return idx

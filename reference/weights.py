@@ -28,7 +28,8 @@ def assign(left, right, *, name="tensor"):  # kit: name= says which tensor in er
         right = right.detach().cpu().numpy()
     if tuple(left.shape) != tuple(np.shape(right)):
         raise ValueError(
-            f"{name}: model has {tuple(left.shape)}, checkpoint gives {tuple(np.shape(right))}"
+            f"{name}: model has {tuple(left.shape)}, checkpoint gives "  # kit: names the tensor
+            f"{tuple(np.shape(right))} (shape mismatch)"
         )
     # kit: the model's dtype and device, so loading moves nothing (the book: float32, CPU)
     return torch.nn.Parameter(torch.tensor(right).to(dtype=left.dtype, device=left.device))
@@ -36,48 +37,57 @@ def assign(left, right, *, name="tensor"):  # kit: name= says which tensor in er
 
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 arrays into the book's GPTModel, in place (book §5.5)."""
-    _check_params(gpt, params)  # kit: a clear error for a wrong model or params layout
-    gpt.pos_emb.weight = assign(gpt.pos_emb.weight, params["wpe"], name="pos_emb.weight")
-    gpt.tok_emb.weight = assign(gpt.tok_emb.weight, params["wte"], name="tok_emb.weight")
+    _check_params(gpt, params)  # kit: a clear error (naming the tensor) before anything loads
+    gpt.pos_emb.weight = assign(gpt.pos_emb.weight, params["wpe"])
+    gpt.tok_emb.weight = assign(gpt.tok_emb.weight, params["wte"])
 
     for b in range(len(params["blocks"])):
-        block, at = gpt.trf_blocks[b], f"trf_blocks.{b}"  # kit: `at` names tensors in errors
-        q_w, k_w, v_w = np.split(params["blocks"][b]["attn"]["c_attn"]["w"], 3, axis=-1)
-        block.att.W_query.weight = assign(
-            block.att.W_query.weight, q_w.T, name=f"{at}.att.W_query.weight"
+        q_w, k_w, v_w = np.split((params["blocks"][b]["attn"]["c_attn"])["w"], 3, axis=-1)
+        gpt.trf_blocks[b].att.W_query.weight = assign(gpt.trf_blocks[b].att.W_query.weight, q_w.T)
+        gpt.trf_blocks[b].att.W_key.weight = assign(gpt.trf_blocks[b].att.W_key.weight, k_w.T)
+        gpt.trf_blocks[b].att.W_value.weight = assign(gpt.trf_blocks[b].att.W_value.weight, v_w.T)
+
+        q_b, k_b, v_b = np.split((params["blocks"][b]["attn"]["c_attn"])["b"], 3, axis=-1)
+        gpt.trf_blocks[b].att.W_query.bias = assign(gpt.trf_blocks[b].att.W_query.bias, q_b)
+        gpt.trf_blocks[b].att.W_key.bias = assign(gpt.trf_blocks[b].att.W_key.bias, k_b)
+        gpt.trf_blocks[b].att.W_value.bias = assign(gpt.trf_blocks[b].att.W_value.bias, v_b)
+
+        gpt.trf_blocks[b].att.out_proj.weight = assign(
+            gpt.trf_blocks[b].att.out_proj.weight, params["blocks"][b]["attn"]["c_proj"]["w"].T
         )
-        block.att.W_key.weight = assign(
-            block.att.W_key.weight, k_w.T, name=f"{at}.att.W_key.weight"
-        )
-        block.att.W_value.weight = assign(
-            block.att.W_value.weight, v_w.T, name=f"{at}.att.W_value.weight"
+        gpt.trf_blocks[b].att.out_proj.bias = assign(
+            gpt.trf_blocks[b].att.out_proj.bias, params["blocks"][b]["attn"]["c_proj"]["b"]
         )
 
-        q_b, k_b, v_b = np.split(params["blocks"][b]["attn"]["c_attn"]["b"], 3, axis=-1)
-        block.att.W_query.bias = assign(block.att.W_query.bias, q_b, name=f"{at}.att.W_query.bias")
-        block.att.W_key.bias = assign(block.att.W_key.bias, k_b, name=f"{at}.att.W_key.bias")
-        block.att.W_value.bias = assign(block.att.W_value.bias, v_b, name=f"{at}.att.W_value.bias")
+        gpt.trf_blocks[b].ff.layers[0].weight = assign(
+            gpt.trf_blocks[b].ff.layers[0].weight, params["blocks"][b]["mlp"]["c_fc"]["w"].T
+        )
+        gpt.trf_blocks[b].ff.layers[0].bias = assign(
+            gpt.trf_blocks[b].ff.layers[0].bias, params["blocks"][b]["mlp"]["c_fc"]["b"]
+        )
+        gpt.trf_blocks[b].ff.layers[2].weight = assign(
+            gpt.trf_blocks[b].ff.layers[2].weight, params["blocks"][b]["mlp"]["c_proj"]["w"].T
+        )
+        gpt.trf_blocks[b].ff.layers[2].bias = assign(
+            gpt.trf_blocks[b].ff.layers[2].bias, params["blocks"][b]["mlp"]["c_proj"]["b"]
+        )
 
-        # The book assigns these layers one statement each; the statements differ only in
-        # which layer and which params key, so they are a loop here (same assignments).
-        for linear, (group, key), label in (
-            (block.att.out_proj, ("attn", "c_proj"), "att.out_proj"),
-            (block.ff.layers[0], ("mlp", "c_fc"), "ff.layers.0"),
-            (block.ff.layers[2], ("mlp", "c_proj"), "ff.layers.2"),
-        ):
-            layer = params["blocks"][b][group][key]
-            linear.weight = assign(linear.weight, layer["w"].T, name=f"{at}.{label}.weight")
-            linear.bias = assign(linear.bias, layer["b"], name=f"{at}.{label}.bias")
+        gpt.trf_blocks[b].norm1.scale = assign(
+            gpt.trf_blocks[b].norm1.scale, params["blocks"][b]["ln_1"]["g"]
+        )
+        gpt.trf_blocks[b].norm1.shift = assign(
+            gpt.trf_blocks[b].norm1.shift, params["blocks"][b]["ln_1"]["b"]
+        )
+        gpt.trf_blocks[b].norm2.scale = assign(
+            gpt.trf_blocks[b].norm2.scale, params["blocks"][b]["ln_2"]["g"]
+        )
+        gpt.trf_blocks[b].norm2.shift = assign(
+            gpt.trf_blocks[b].norm2.shift, params["blocks"][b]["ln_2"]["b"]
+        )
 
-        for norm, key, label in ((block.norm1, "ln_1", "norm1"), (block.norm2, "ln_2", "norm2")):
-            ln = params["blocks"][b][key]
-            norm.scale = assign(norm.scale, ln["g"], name=f"{at}.{label}.scale")
-            norm.shift = assign(norm.shift, ln["b"], name=f"{at}.{label}.shift")
-
-    gpt.final_norm.scale = assign(gpt.final_norm.scale, params["g"], name="final_norm.scale")
-    gpt.final_norm.shift = assign(gpt.final_norm.shift, params["b"], name="final_norm.shift")
-    # GPT-2 ties its output layer to the token embedding: out_head gets a copy of wte.
-    gpt.out_head.weight = assign(gpt.out_head.weight, params["wte"], name="out_head.weight")
+    gpt.final_norm.scale = assign(gpt.final_norm.scale, params["g"])
+    gpt.final_norm.shift = assign(gpt.final_norm.shift, params["b"])
+    gpt.out_head.weight = assign(gpt.out_head.weight, params["wte"])
 
 
 # kit: the keys every block must have, checked before anything is loaded
@@ -107,7 +117,7 @@ def _check_params(gpt, params) -> None:  # kit: input checks with errors that sa
         raise ValueError(
             f"checkpoint has {len(blocks)} transformer blocks, model has "
             f"{len(gpt.trf_blocks)}: build the model with the checkpoint's config, "
-            "e.g. GPTModel(get_config('355M')) for GPT-2 355M"
+            "e.g. GPTModel(ftkit.presets.get_config('355M')) for GPT-2 355M"
         )
     if gpt.trf_blocks[0].att.W_query.bias is None:
         raise ValueError(
@@ -123,6 +133,40 @@ def _check_params(gpt, params) -> None:  # kit: input checks with errors that sa
                 f"{np.shape(blocks[b]['attn']['c_attn']['w'])}: its last axis must be "
                 "3 x emb_dim (query, key and value side by side)"
             )
+    for name, array in _named_arrays(params):
+        have = tuple(gpt.get_parameter(name).shape)
+        if have != tuple(np.shape(array)):
+            raise ValueError(f"{name}: model has {have}, checkpoint gives {tuple(np.shape(array))}")
+
+
+def _named_arrays(params):  # kit: each model tensor's array as load_weights_into_gpt assigns it
+    """(parameter name, array) pairs in the order `load_weights_into_gpt` assigns them."""
+    yield "pos_emb.weight", params["wpe"]
+    yield "tok_emb.weight", params["wte"]
+    for b, block in enumerate(params["blocks"]):
+        at = f"trf_blocks.{b}"
+        attn = block["attn"]
+        for part, w, bias in zip(
+            ("W_query", "W_key", "W_value"),
+            np.split(attn["c_attn"]["w"], 3, axis=-1),
+            np.split(attn["c_attn"]["b"], 3, axis=-1),
+            strict=True,
+        ):
+            yield f"{at}.att.{part}.weight", w.T
+            yield f"{at}.att.{part}.bias", bias
+        for label, layer in (
+            ("att.out_proj", attn["c_proj"]),
+            ("ff.layers.0", block["mlp"]["c_fc"]),
+            ("ff.layers.2", block["mlp"]["c_proj"]),
+        ):
+            yield f"{at}.{label}.weight", layer["w"].T
+            yield f"{at}.{label}.bias", layer["b"]
+        for label, key in (("norm1", "ln_1"), ("norm2", "ln_2")):
+            yield f"{at}.{label}.scale", block[key]["g"]
+            yield f"{at}.{label}.shift", block[key]["b"]
+    yield "final_norm.scale", params["g"]
+    yield "final_norm.shift", params["b"]
+    yield "out_head.weight", params["wte"]
 
 
 def _lookup(params, path) -> None:  # kit

@@ -71,7 +71,8 @@ def gpt2_params(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def pretrained_gpt2(gpt2_params):
     """Factory: `pretrained_gpt2("124M") -> GPTModel` (reference, OpenAI weights, eval), cached per size."""
-    from reference.model import GPTModel, get_config
+    from ftkit.presets import get_config
+    from reference.model import GPTModel
     from reference.weights import load_weights_into_gpt
 
     cache: dict = {}

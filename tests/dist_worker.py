@@ -24,9 +24,11 @@ from pathlib import Path
 
 import torch
 
+from ftkit.engine.backend import make_backend
 from ftkit.engine.distributed import Dist, session
-from ftkit.engine.trainer import fit, load_checkpoint, next_token_steps
-from reference.model import GPTModel, get_config
+from ftkit.engine.trainer import fit, load_checkpoint
+from ftkit.presets import get_config
+from reference.model import GPTModel
 
 CFG = get_config("tiny", vocab_size=97, context_length=16)
 EXAMPLES, LENGTH, LR = 24, 12, 1e-3
@@ -48,14 +50,11 @@ def model() -> GPTModel:
 
 def train(dist: Dist, out: Path, epochs: int, resume: bool, record: list | None = None):
     """A fresh (or resumed) model trained with `fit` to `epochs`; returns (history, batches)."""
-    import reference.training as book_training
     from ftkit.io.tokenizer import get_tokenizer
 
     loader = torch.utils.data.DataLoader(data(), batch_size=8, shuffle=True, drop_last=True)
-    train_loader = dist.shard_loader(loader, seed=123, shuffle=True)
-    val_loader = dist.shard_loader(
-        torch.utils.data.DataLoader(data(), batch_size=8), seed=123, shuffle=False
-    )
+    train_loader = loader  # every rank: the same seeded batches; each computes its slice
+    val_loader = torch.utils.data.DataLoader(data(), batch_size=8)
     gpt = dist.wrap(model().to(dist.device))
     optimizer = torch.optim.AdamW(gpt.parameters(), lr=LR, weight_decay=0.1)
     history = None
@@ -65,20 +64,35 @@ def train(dist: Dist, out: Path, epochs: int, resume: bool, record: list | None 
         from ftkit.engine.trainer import restore_checkpoint
 
         history = restore_checkpoint(load_checkpoint(checkpoint, {}, ()), gpt, optimizer, dist)
-    book = dist.book(book_training)
-    steps = next_token_steps(get_tokenizer(), "a", module=book)  # "a": token 64 < 97
+    backend = make_backend(dist.device, exact=True)  # the book's code, float32
+    steps = backend.next_token_steps(get_tokenizer(), "a", mean=dist.mean, plain=dist.plain)
     batches: list = []
     if record is not None:
         weighted = steps.calc_loss_batch
 
+        current: list = []  # this step's micro-batches so far: (inputs, targets, loss, count)
+
         def calc_loss_batch(inputs, targets, model, device):
-            batches.append((inputs.tolist(), targets.tolist()))
             loss = weighted(inputs, targets, model, device)
+            current.append((inputs, targets, loss.item(), int((targets != -100).sum())))
+            if len(current) < dist.grad_accum:
+                return loss
+            batches.append(
+                (
+                    torch.cat([i for i, *_ in current]).tolist(),
+                    torch.cat([t for _, t, *_ in current]).tolist(),
+                )
+            )
+            # the global batch's loss: the counted-target mean over all ranks' micro-batches
+            loss_sum, total = dist.all_sum(
+                [sum(value * count for *_, value, count in current), sum(c for *_, c in current)]
+            )
+            record.append(loss_sum / total)
+            current.clear()
             if os.environ.get("DIE_RANK") == str(dist.rank) and len(batches) == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
             if os.environ.get("HANG_RANK") == str(dist.rank) and len(batches) == 2:
                 time.sleep(120)  # alive but silent: the others' collectives time out
-            record.append(dist.step_loss())
             return loss
 
         steps = type(steps)(calc_loss_batch, steps.evaluate_model, steps.after_epoch)

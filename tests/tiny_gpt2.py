@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from ftkit.presets import get_config
+
 D, N_LAYER, N_HEAD, VOCAB, CTX = 16, 2, 4, 97, 24
 SETTINGS = {"n_vocab": VOCAB, "n_ctx": CTX, "n_embd": D, "n_head": N_HEAD, "n_layer": N_LAYER}
 OPENAI_FILES = (
@@ -31,7 +33,7 @@ OPENAI_FILES = (
 
 def tiny_cfg(ref, **overrides) -> dict:
     shape = {"vocab_size": VOCAB, "context_length": CTX, "emb_dim": D}
-    return ref.get_config("tiny", **{**shape, "n_heads": N_HEAD, "n_layers": N_LAYER, **overrides})
+    return get_config("tiny", **{**shape, "n_heads": N_HEAD, "n_layers": N_LAYER, **overrides})
 
 
 def openai_arrays(seed: int = 0) -> dict[str, np.ndarray]:

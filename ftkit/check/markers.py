@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-KIT_ROOT = Path(__file__).resolve().parents[2]
-BOOK_TESTS = KIT_ROOT / "tests" / "book"
+from ftkit.layout import BOOK_TESTS
 
 # The book stages, in the order a learner meets them; the table and `--stage` use these.
 STAGE_ORDER = (

@@ -342,6 +342,12 @@ def _classify(report: pytest.TestReport) -> tuple[str, str]:
     return "skipped", reason
 
 
+def _header(impl_name: str) -> str:
+    """What the table is of: the kit's stubs, the reference, or the learner's path/package."""
+    names = {"exercises": "the kit's exercise stubs", "reference": "the kit's reference"}
+    return names.get(impl_name, impl_name)
+
+
 class ExerciseRecorder:
     """Collects, per test, the outcome and the exercise names it used; prints the summary last."""
 
@@ -349,11 +355,19 @@ class ExerciseRecorder:
         self.config = config
         # test id -> (outcome, message, exercise names, learner's file:line)
         self.outcomes: dict[str, tuple[str, str, list[str], str]] = {}
+        self.session: pytest.Session | None = None
+        self.report_failed = 0  # 1 when --ftkit-report could not be written
+        self.unattributed: set[str] = set()  # failed tests that used no exercise name
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         used = list(getattr(report, "ftkit_used", None) or [])
         if not used and report.skipped and getattr(report, "ftkit_declared", None):
             used = list(report.ftkit_declared)  # skipped before it ran (e.g. book-code-only)
+        if report.failed and not used and not getattr(report, "ftkit_extra", False):
+            self.unattributed.add(report.nodeid)  # no exercise row shows it: it fails the run
         if not used or (report.when != "call" and report.passed):
             return
         if report.ftkit_book_exercise and report.ftkit_used:
@@ -378,9 +392,14 @@ class ExerciseRecorder:
         if reporter is None or not self._wanted():
             return
         try:
-            self._summary(reporter)
+            status = self._summary(reporter)
         except Exception as err:  # noqa: BLE001 - the learner's code must never crash the summary
             reporter.write_line(f"ftkit: could not build the summary ({type(err).__name__}: {err})")
+            status = 1 if config.getoption("--ftkit-report") else None  # no report written
+        session = self.session
+        # The table decides the exit status (progress.exit_status); pytest's own 2-5 stand.
+        if status is not None and session is not None and session.exitstatus in (0, 1):
+            session.exitstatus = max(status, self.report_failed, int(bool(self.unattributed)))
 
     def _wanted(self) -> bool:
         config = self.config
@@ -390,9 +409,11 @@ class ExerciseRecorder:
             return bool(config.getoption("--ftkit-report") or config.getoption("--ftkit-summary"))
         return True
 
-    def _summary(self, reporter) -> None:
+    def _summary(self, reporter) -> int:
+        """Print the table and "Next:", write the report; the exit status the table gives."""
         from ftkit.check.progress import (
             catalog,
+            exit_status,
             mark_blocked,
             next_exercise,
             render_next,
@@ -428,17 +449,25 @@ class ExerciseRecorder:
                     ex.outcomes["(beyond the book)"] = NOT_PROVIDED
         report_path = config.getoption("--ftkit-report")
         if report_path:
-            if config.getoption("--ftkit-format") == "gradescope":
-                write_gradescope(exercises, Path(report_path))
-            else:
-                write_report(exercises, Path(report_path), impl_name)
-            reporter.write_line(f"results written to {report_path}")
+            try:
+                if config.getoption("--ftkit-format") == "gradescope":
+                    write_gradescope(exercises, Path(report_path))
+                else:
+                    write_report(exercises, Path(report_path), impl_name)
+                reporter.write_line(f"results written to {report_path}")
+            except OSError as err:
+                self.report_failed = 1
+                reporter.write_line(
+                    f"ftkit: could not write the report {report_path}: {err.strerror or err}",
+                    red=True,
+                )
         loaded = config.stash.get(LOADED_KEY, None)
         if loaded is not None:
             impl_name = str(loaded.path)
             for line in _loaded_lines(loaded, verbose=config.getoption("verbose") > 0):
                 reporter.write_line(line)
-        reporter.write_sep("=", f"ftkit: exercises of {impl_name}")
+        reporter.write_sep("=", f"ftkit check: {_header(impl_name)}")
         reporter.write_line(render_table(exercises))
         reporter.write_line("")
         reporter.write_line(render_next(next_exercise(exercises), exercises))
+        return exit_status(exercises)

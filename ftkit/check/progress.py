@@ -283,11 +283,40 @@ def render_next(ex: Exercise | None, exercises: dict[str, Exercise] | None = Non
     if ex.status == BLOCKED:
         text.append(f"  {blocked_text(ex)}")
     text.append(f"  hint: {ex.hint}")
-    if ex.message:
-        text.append(f"  last failure: {ex.message.splitlines()[0][:200]}")
-        if ex.where:
-            text.append(f"    at {ex.where}")
+    message, where = failure_text(ex)
+    if message:
+        text.append(f"  last failure: {message.splitlines()[0][:200]}")
+        if where:
+            text.append(f"    at {where}")
     return "\n".join(text)
+
+
+def failure_text(ex: Exercise) -> tuple[str, str]:
+    """(message, learner's file:line) of the exercise's first failure; nothing once it is solved.
+
+    A solved exercise may still carry the message of a failed kit extra: neither "Next:"
+    nor the Gradescope output shows it as that exercise's failure (the JSON report keeps
+    the raw `message` for tools).
+    """
+    return ("", "") if ex.status == SOLVED else (ex.message, ex.where)
+
+
+def exit_status(exercises: dict[str, Exercise]) -> int:
+    """`ftkit check`'s exit status, read off the table: 1 when an exercise is failing, else 0.
+
+    Failing includes timed out and blocked (and a differing signature whose tests fail); solved,
+    in progress, not started and not provided do not fail a run, and neither do kit extras a
+    book-only implementation fails.
+    """
+    return int(any(ex.tested_status == FAILING for ex in exercises.values()))
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write a report atomically, creating its folder; OSError when it cannot be written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    tmp.replace(path)
 
 
 def write_report(exercises: dict[str, Exercise], path: Path, impl: str) -> None:
@@ -299,21 +328,22 @@ def write_report(exercises: dict[str, Exercise], path: Path, impl: str) -> None:
             "module": ex.module,
             "status": ex.status,
             "section": ex.section,
-            "message": ex.message,
+            "message": ex.message,  # raw, for tools (tests/mistakes reads it)
             "signature": ex.signature,
             "blocked_by": ex.blocked_by,
             "tests": ex.outcomes,
         }
         for ex in exercises.values()
     ]
-    payload = {"impl": impl, "exercises": records}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, {"impl": impl, "exercises": records})
 
 
 def write_gradescope(exercises: dict[str, Exercise], path: Path) -> None:
-    """Gradescope's results.json: one test per exercise, 1 point when solved."""
+    """Gradescope's results.json: one test per exercise the implementation provides, 1 point solved.
+
+    Not provided ones are left out (so the total counts only what was handed in); not started
+    ones score 0 of 1 and say so (no `status`, so not "failed"); solved ones carry no failure text.
+    """
     tests = []
     for ex in exercises.values():
         if ex.status == NOT_PROVIDED:
@@ -325,20 +355,27 @@ def write_gradescope(exercises: dict[str, Exercise], path: Path) -> None:
             output.append(blocked_text(ex))
         if ex.status != SOLVED:
             output.append(f"hint: {ex.hint}")
-        if ex.message:
-            output.append(f"last failure: {ex.message}")
-        if ex.where:
-            output.append(f"at {ex.where}")
-        tests.append(
-            {
-                "name": ex.name,
-                "score": 1.0 if ex.status == SOLVED else 0.0,
-                "max_score": 1.0,
-                "output": "\n".join(output),
-                "status": "passed" if ex.status == SOLVED else "failed",
-            }
-        )
-    payload = {"score": sum(t["score"] for t in tests), "tests": tests}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    tmp.replace(path)
+        message, where = failure_text(ex)
+        if message:
+            output.append(f"last failure: {message}")
+        if where:
+            output.append(f"at {where}")
+        test = {
+            "name": ex.name if ex.status != NOT_STARTED else f"{ex.name} (not started)",
+            "score": 1.0 if ex.status == SOLVED else 0.0,
+            "max_score": 1.0,
+            "output": "\n".join(output),
+        }
+        if ex.status != NOT_STARTED:
+            test["status"] = "passed" if ex.status == SOLVED else "failed"
+        tests.append(test)
+    counts = {s: sum(ex.status == s for ex in exercises.values()) for s in (SOLVED, NOT_STARTED)}
+    summary = (
+        f"{counts[SOLVED]} of {len(tests)} provided exercises solved, "
+        f"{counts[NOT_STARTED]} not started, {len(tests) - counts[SOLVED] - counts[NOT_STARTED]} "
+        "failing or unfinished"
+    )
+    write_json(
+        path,
+        {"score": sum(t["score"] for t in tests), "output": summary, "tests": tests},
+    )

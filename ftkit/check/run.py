@@ -15,10 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from ftkit.check.markers import canonical_stage
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[2]
-BOOK_TESTS = ROOT / "tests" / "book"
+from ftkit.check.markers import canonical_stage
+from ftkit.commands.init import CONFIG
+from ftkit.layout import BOOK_TESTS, INSTALLED, ROOT
 
 
 def pytest_args(
@@ -75,7 +79,9 @@ def check_once(
 ) -> int:
     if not BOOK_TESTS.is_dir():
         print(
-            f"ftkit check needs the kit's source checkout (no tests/book under {ROOT})",
+            f"ftkit check: the book's suite is missing (no {BOOK_TESTS}); this install of "
+            "ftkit is incomplete: reinstall it (pip install --force-reinstall llm-finetune-kit) "
+            "or run from a source checkout",
             file=sys.stderr,
         )
         return 2
@@ -153,8 +159,39 @@ def watch(impl: str, keyword: str | None, report: Path | None, **opts) -> int:
         observer.join()
 
 
+def configured_impl(start: Path) -> str | None:
+    """`impl` of the nearest `ftkit.toml` (`ftkit init`) at or above `start`, as an absolute path."""
+    for folder in (start, *start.parents):
+        config = folder / CONFIG
+        if config.is_file():
+            with config.open("rb") as f:
+                impl = tomllib.load(f).get("check", {}).get("impl")
+            return str((folder / impl).resolve()) if impl else None
+    return None
+
+
+def default_impl() -> str:
+    """No `--impl`: the learner's own folder (its ftkit.toml), else the kit's stubs."""
+    try:
+        found = configured_impl(Path.cwd())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise SystemExit(f"ftkit check: cannot read {CONFIG}: {err}") from err
+    if found:
+        print(f"checking {found} (from {CONFIG}; --impl to check something else)", file=sys.stderr)
+    elif INSTALLED:
+        print(
+            "checking the kit's own stubs; `ftkit init DIR` starts a folder of your own to "
+            "fill in (then `ftkit check` inside it)",
+            file=sys.stderr,
+        )
+    return found or "exercises"
+
+
 def run(args: argparse.Namespace) -> int:
     from ftkit.doctor import report_device
+
+    if args.impl is None:
+        args.impl = default_impl()
 
     report_device("auto", say=lambda line: print(line, file=sys.stderr))  # a GPU that is wrong
     if args.stage:

@@ -16,8 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH_DIR = ROOT / "tests" / "kit" / "benchmarks"
+from ftkit.layout import BENCHMARKS as BENCH_DIR
+from ftkit.layout import INSTALLED, ROOT, bench_results_dir
+
 DEVICES = ("cpu", "cuda", "mps")
 SIZES = ("tiny", "gpt2-small", "gpt2-medium")
 QUICK_ENV = {
@@ -30,8 +31,7 @@ QUICK_NEW_TOKENS = "32"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ftkit.bench import RESULTS_DIR
-
+    results_dir = bench_results_dir()
     parser = subparsers.add_parser(
         "bench",
         help="benchmark the book's path vs the fast path; compare saved results",
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--save", default=None, help="name for the saved results (default: the device)"
     )
     parser.add_argument(
-        "--results", type=Path, default=RESULTS_DIR, help=f"storage folder (default {RESULTS_DIR})"
+        "--results", type=Path, default=None, help=f"storage folder (default {results_dir})"
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the pytest command instead of running it"
@@ -66,13 +66,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare = actions.add_parser(
         "compare", help="table of every saved result beside the book's §7.6 rows, with ratios"
     )
-    compare.add_argument("--results", type=Path, default=RESULTS_DIR, help="storage folder")
+    compare.add_argument(
+        "--results", type=Path, default=None, help=f"storage folder (default {results_dir})"
+    )
     compare.add_argument("--plot", type=Path, default=None, help="also write a PNG plot here")
     compare.set_defaults(func=run_compare)
 
     ratios = actions.add_parser("ratios", help="only the three fast/book ratios and loss checks")
-    ratios.add_argument("--results", type=Path, default=RESULTS_DIR, help="storage folder")
+    ratios.add_argument(
+        "--results", type=Path, default=None, help=f"storage folder (default {results_dir})"
+    )
     ratios.set_defaults(func=run_ratios)
+
+
+def results_folder(given: Path | None, *, reading: bool = False) -> Path:
+    """`--results` as an absolute path (relative to where ftkit was run), else the default.
+
+    Reading with no `--results` in an installed kit whose own folder holds no results yet:
+    the kit's measured runs that ship with it (said on stderr).
+    """
+    if given is not None:
+        return given.expanduser().resolve()
+    folder = bench_results_dir()
+    if reading and INSTALLED and not any(folder.rglob("*.json")):
+        from ftkit.bench import RESULTS_DIR
+
+        print(f"(no runs of yours in {folder} yet: showing the kit's own results)", file=sys.stderr)
+        return RESULTS_DIR
+    return folder
 
 
 def selection(device: str, sizes: list[str], quick: bool) -> str:
@@ -107,6 +128,7 @@ def pytest_command(args: argparse.Namespace, name: str) -> list[str]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    args.results = results_folder(args.results)  # the child runs in the kit's folder
     name = args.save or args.device
     if not name.replace("-", "").replace("_", "").isalnum():
         print(f"ftkit bench: --save {name!r}: use letters, digits, '-' and '_'", file=sys.stderr)
@@ -146,6 +168,7 @@ def show_ratios(results: Path) -> int:
 
 
 def run_ratios(args: argparse.Namespace) -> int:
+    args.results = results_folder(args.results, reading=True)
     if not Path(args.results).exists():
         print(f"ftkit bench ratios: no results folder {args.results}", file=sys.stderr)
         return 1
@@ -159,6 +182,7 @@ def run_ratios(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from ftkit.bench import compare_table, load_results, loss_checks, plot, ratio_lines
 
+    args.results = results_folder(args.results, reading=True)
     if not Path(args.results).exists():
         print(f"ftkit bench compare: no results folder {args.results}", file=sys.stderr)
         return 1

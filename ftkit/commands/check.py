@@ -11,15 +11,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "check",
-        help="check your implementation (default: exercises/) against the book",
+        help="check your implementation (default: your `ftkit init` folder, else the kit's "
+        "exercises/) against the book",
         description="Run the kit's tests against an implementation and print a table per book "
         "stage (solved / failing / not started) and the next exercise to do.",
     )
     parser.add_argument(
         "--impl",
-        default="exercises",
-        help="exercises (default), reference, an importable package/adapter module, or a path "
-        "to your .py script, .ipynb notebook or folder (definitions only, see --execute)",
+        default=None,
+        help="exercises, reference, an importable package/adapter module, or a path to your "
+        ".py script, .ipynb notebook or folder (definitions only, see --execute); default: "
+        "the folder of the nearest ftkit.toml (`ftkit init`), else exercises",
     )
     parser.add_argument(
         "--execute",

@@ -7,8 +7,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ftkit.choices import DEVICES
 from ftkit.engine.launch import add_flags as add_distributed_flags
-from ftkit.recipes.config import DEVICES, ClassifyConfig
+from ftkit.recipes.config import ClassifyConfig
 from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
 
@@ -61,6 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ftkit.recipes.runtime import (
         OutDirError,
         check_out_dir,
+        ensure_weights,
         run_dir,
         setup_interrupt_message,
     )
@@ -79,7 +81,11 @@ def run_train(args: argparse.Namespace) -> int:
             return 1
     out = None
     try:
-        out = check_out_dir(run_dir("classify", config.model, config.out))  # before any work
+        planned = run_dir("classify", config.model, config.out)  # GPT-2's weights before any folder
+        ensure_weights(
+            config.model, models_dir=config.models_dir, checkpoint=planned / CHECKPOINT_FILE
+        )
+        out = check_out_dir(planned)  # before any work
         with session_from_args(args) as dist:
             train(config=dataclasses.replace(config, out=out), say=_say, dist=dist)
     except OutDirError as err:

@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace, dist) -> int:
     from ftkit.recipes.runtime import (
         OutDirError,
         check_out_dir,
+        ensure_weights,
         run_dir,
         setup_interrupt_message,
     )
@@ -68,7 +69,11 @@ def _run(args: argparse.Namespace, dist) -> int:
     config = from_args(InstructConfig, args)
     step, out = None, None
     try:
-        out = check_out_dir(run_dir("instruct", config.model, config.out))  # before any work
+        planned = run_dir("instruct", config.model, config.out)
+        if args.action in ("train", "all"):  # GPT-2's weights, or the hint: before any folder
+            checkpoint = instruct.output_paths(planned, config.model)["checkpoint"]
+            ensure_weights(config.model, models_dir=config.models_dir, checkpoint=checkpoint)
+        out = check_out_dir(planned)  # before any work
         if args.action in ("train", "all"):
             step = "train"
             instruct.finetune(config=dataclasses.replace(config, out=out), dist=dist)
@@ -87,7 +92,7 @@ def _run(args: argparse.Namespace, dist) -> int:
                 batch_size=config.respond_batch_size,
                 exact=config.exact,
             )
-        if dist is not None and not dist.is_main:
+        if not dist.is_main:
             return 0  # the judge is one HTTP client: rank 0's
         if args.action in ("judge", "all"):
             step = "judge"
@@ -99,7 +104,11 @@ def _run(args: argparse.Namespace, dist) -> int:
                 print(f"ftkit instruct judge: {problem}", file=sys.stderr)
                 return 1
             respond.judge(
-                out, url=config.judge_url, judge_model=config.judge_model, progress=config.progress
+                out,
+                url=config.judge_url,
+                judge_model=config.judge_model,
+                timeout=config.judge_timeout,
+                progress=config.progress,
             )
     except OutDirError as err:
         print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)

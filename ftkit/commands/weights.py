@@ -110,12 +110,11 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{only}: {SOURCE_HELP[only]}")
         _print_table(only, args.dir)
         return 0
-    # OpenAI's table first, exactly as before the other sources existed; then the others.
-    _print_table("openai", args.dir)
-    for source in SOURCES:
-        if source != "openai":
-            print(f"\n{source}: {SOURCE_HELP[source]}")
-            _print_table(source, args.dir)
+    # OpenAI's table first (the book's source), then the others; each under its title.
+    ordered = ["openai", *(source for source in SOURCES if source != "openai")]
+    for i, source in enumerate(ordered):
+        print(f"{'' if i == 0 else chr(10)}{source}: {SOURCE_HELP[source]}")
+        _print_table(source, args.dir)
     return 0
 
 

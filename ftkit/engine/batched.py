@@ -18,14 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.checks import context_length, positive_int
-from ftkit.engine.fast import (
-    KVCache,
-    fused_call,
-    generate_cached,
-    merge_heads,
-    split_heads,
-    transposed_linears,
-)
+from ftkit.choices import TOKEN_POSITIONS
+from ftkit.engine.fused import merge_heads, split_heads
+from ftkit.engine.kv_cache import KVCache, fused_call, generate_cached, transposed_linears
 
 Prompt = Sequence[int]
 
@@ -159,7 +154,7 @@ def classify_texts(
     would move the classified token).
     """
     positive_int(batch_size, "batch_size")
-    if token_position not in ("last", "first"):
+    if token_position not in TOKEN_POSITIONS:
         raise ValueError(f"token_position={token_position!r}: choose 'last' or 'first'")
     position = -1 if token_position == "last" else 0
     limit = context_length(model)

@@ -6,12 +6,12 @@
 with a timeout on every collective so a rank that dies stops the others instead of
 hanging them. The `Dist` it yields is what the engine and the recipes consult:
 
-- the book's global batch (8) is split over the ranks, 8/N each (`shard_loader`, a
-  `DistributedSampler` seeded with the book's seed), optionally in `grad_accum`
-  micro-batches; each rank's loss is weighted by its share of the global batch's
-  counted targets, so the averaged gradient is the one a single process computes on
-  the whole global batch (`book`);
-- evaluation losses and accuracies are averaged over the ranks (`book`);
+- every rank iterates the book's own seeded loaders, so all see the book's global
+  batches; rank r computes its slice, 8/N rows of each (`micro_batches`), optionally
+  in `grad_accum` micro-batches; each piece's loss is weighted by its share of the
+  global batch's counted targets, so the averaged gradient is the one a single process
+  computes on the whole global batch: N processes give the single-process losses;
+- evaluation runs the book's functions on whole batches (the same on every rank);
 - the model is wrapped with `DistributedDataParallel` (default) or sharded with FSDP2
   (`fully_shard`: parameters, gradients and optimizer state split over the ranks);
 - checkpoints hold a full (unsharded) state dict in the single-process format, written
@@ -32,20 +32,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import torch
 import torch.distributed as tdist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this API
     BACKENDS,
@@ -54,8 +52,7 @@ from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this
     launched,
     per_rank_batch,
 )
-
-IGNORE_INDEX = -100  # the book's padding target (§7.3); never a class label (ch. 6)
+from reference.collate import IGNORE_INDEX  # the book's padding target (§7.3)
 
 
 class DistributedError(RuntimeError):
@@ -118,8 +115,6 @@ class Dist:
     timeout_s: float = DEFAULT_TIMEOUT_S
     _skeleton: nn.Module | None = field(default=None, repr=False)
     _seen: tuple[int, int] = (0, 0)
-    _loss_sum: torch.Tensor | None = field(default=None, repr=False)
-    _total: float = 0.0
 
     @property
     def is_main(self) -> bool:
@@ -167,48 +162,6 @@ class Dist:
         self._collective("all_gather_object", lambda: tdist.all_gather_object(out, obj))
         return out
 
-    # -------------------------------------------------------------- data
-
-    def shard_loader(self, loader: DataLoader, *, seed: int, shuffle: bool) -> DataLoader:
-        """`loader` with each rank taking batch_size/N of every batch (a seeded DistributedSampler).
-
-        Training (`shuffle=True`): the permutation comes from `seed` + epoch (see
-        `set_epoch`), the same on every rank, and rank r takes positions r, r+N, ...
-        Evaluation (`shuffle=False`): in order, rank r takes entries r, r+N, ... so the
-        first k batches of all ranks together are the first k global batches.
-        """
-        if getattr(loader, "batch_sampler", None) is not None and loader.batch_size is None:
-            raise ValueError(
-                "a loader with its own batch sampler (--sort-by-length) cannot be split over "
-                "processes yet; drop --sort-by-length for a multi-process run"
-            )
-        share = per_rank_batch(loader.batch_size, self.world, self.grad_accum)
-        if self.world == 1:
-            return loader
-        sampler = DistributedSampler(
-            loader.dataset,
-            num_replicas=self.world,
-            rank=self.rank,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=shuffle,  # training: equal shards; evaluation: pad, as few as needed
-        )
-        return DataLoader(
-            loader.dataset,
-            batch_size=share,
-            sampler=sampler,
-            collate_fn=loader.collate_fn,
-            drop_last=loader.drop_last,
-            num_workers=loader.num_workers,
-        )
-
-    @staticmethod
-    def set_epoch(loader: DataLoader, epoch: int) -> None:
-        """A new permutation each epoch, the same on every rank and after a resume."""
-        sampler = getattr(loader, "sampler", None)
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-
     # -------------------------------------------------------------- model
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -245,78 +198,56 @@ class Dist:
         fully_shard(model)
         return model
 
-    def _no_sync(self, model: nn.Module):
+    def _no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
         # Gradient accumulation: reduce gradients only after the last micro-batch.
         if isinstance(model, nn.parallel.DistributedDataParallel):
             return model.no_sync()
-        if hasattr(model, "set_requires_gradient_sync"):
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
             model.set_requires_gradient_sync(False)
-            return contextlib.nullcontext()
         return contextlib.nullcontext()
 
-    def book(self, module: ModuleType) -> SimpleNamespace:
-        """The book's chapter `module` made data-parallel: weighted step loss, averaged evaluation.
+    @staticmethod
+    def _sync(model: nn.Module) -> contextlib.AbstractContextManager:
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce after this backward
+            model.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
 
-        - `calc_loss_batch`: this rank's loss times N * (its counted targets / the global
-          batch's), run in `grad_accum` micro-batches, so that the gradient DDP/FSDP
-          average equals the single-process gradient of the global batch's mean loss;
-        - `evaluate_model`, `calc_accuracy_loader`: averaged over the ranks;
-        - `generate_and_print_sample`: given the plain model (DDP hides `pos_emb`).
-        Pass it as `module=` to `next_token_steps` / `classification_steps`.
+    def micro_batches(
+        self, model: nn.Module, input_batch: torch.Tensor, target_batch: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float, contextlib.AbstractContextManager]]:
+        """This process's pieces of a step's global batch: (inputs, targets, weight, backward context).
+
+        Every rank iterates the book's own seeded loader, so all see the same global
+        batches; rank r takes rows r*B/N to (r+1)*B/N of each and cuts them into
+        `grad_accum` micro-batches. Each one's mean loss is weighted by
+        N * (its counted targets / the global batch's), so that the gradients summed
+        over the micro-batches and averaged over the N processes (DDP/FSDP) are the
+        gradient of the global batch's mean loss, as one process computes it. Targets of
+        IGNORE_INDEX do not count (§7.3); a class label always does (ch. 6). Only the last
+        micro-batch's backward reduces gradients over the processes.
         """
-        ns = SimpleNamespace(**{k: getattr(module, k) for k in dir(module) if k[:1] != "_"})
-        if hasattr(module, "calc_loss_batch"):
-            ns.calc_loss_batch = self._weighted(module.calc_loss_batch)
-        if hasattr(module, "evaluate_model"):
-            evaluate = module.evaluate_model
-            ns.evaluate_model = lambda *a, **k: tuple(self.mean(*evaluate(*a, **k)))
-        if hasattr(module, "calc_accuracy_loader"):
-            accuracy = module.calc_accuracy_loader
-            ns.calc_accuracy_loader = lambda *a, **k: self.mean(accuracy(*a, **k))[0]
-        if hasattr(module, "generate_and_print_sample"):
-            sample = module.generate_and_print_sample
-            ns.generate_and_print_sample = lambda model, *a, **k: sample(_plain(model), *a, **k)
-        return ns
+        share = per_rank_batch(input_batch.shape[0], self.world, self.grad_accum)
+        total = int((target_batch != IGNORE_INDEX).sum())  # the global batch's counted targets
+        self._seen = (input_batch.numel(), input_batch.shape[0])
+        mine = slice(self.rank * share, (self.rank + 1) * share)  # this rank's rows of the batch
+        k = self.grad_accum
+        chunks = list(zip(input_batch[mine].chunk(k), target_batch[mine].chunk(k), strict=True))
+        counts = [int((t != IGNORE_INDEX).sum()) for _, t in chunks]
+        if len(chunks) == 1 and self.world == 1:
+            yield input_batch, target_batch, 1.0, contextlib.nullcontext()  # the book's step
+            return
+        for j, ((inputs, targets), count) in enumerate(zip(chunks, counts, strict=True)):
+            last = j == len(chunks) - 1
+            sync = self._sync(model) if last else self._no_sync(model)
+            yield inputs, targets, self.world * count / max(total, 1), sync
 
-    def _weighted(self, calc_loss_batch: Callable[..., torch.Tensor]) -> Callable:
-        def loss_batch(input_batch, target_batch, model, device, **options) -> torch.Tensor:
-            k = self.grad_accum
-            chunks = list(zip(input_batch.chunk(k), target_batch.chunk(k), strict=True))
-            counts = [int((t != IGNORE_INDEX).sum()) for _, t in chunks]
-            total, tokens, rows = self.all_sum(
-                [sum(counts), input_batch.numel(), input_batch.shape[0]]
-            )
-            self._seen, self._total = (int(tokens), int(rows)), total
-            self._loss_sum = torch.zeros((), dtype=torch.float64)
-            for j, ((inputs, targets), count) in enumerate(zip(chunks, counts, strict=True)):
-                last = j == len(chunks) - 1
-                sync = contextlib.nullcontext() if last else self._no_sync(model)
-                if last and hasattr(model, "set_requires_gradient_sync"):
-                    model.set_requires_gradient_sync(True)
-                with sync:
-                    loss = calc_loss_batch(inputs, targets, model, device, **options)
-                    self._loss_sum += loss.detach().double().cpu() * count
-                    weighted = loss * (self.world * count / max(total, 1))
-                    if last:
-                        return weighted  # `fit` calls backward: the gradients are reduced here
-                    weighted.backward()
-            raise AssertionError("unreachable")
+    def seen(self) -> tuple[int, int]:
+        """Tokens and examples of the last global batch (all ranks together), for the history's counts."""
+        return self._seen
 
-        return loss_batch
-
-    def seen(self, input_batch: torch.Tensor) -> tuple[int, int]:
-        """Tokens and examples of the last global batch (all ranks), for the history's counts."""
-        return (
-            self._seen
-            if self._loss_sum is not None
-            else (input_batch.numel(), input_batch.shape[0])
-        )
-
-    def step_loss(self) -> float:
-        """The last training step's loss on the whole global batch (a collective; for tests and logs)."""
-        assert self._loss_sum is not None, "no training step yet"
-        (loss_sum,) = self.all_sum([float(self._loss_sum)])
-        return loss_sum / max(self._total, 1)
+    def plain(self, model: nn.Module) -> nn.Module:
+        """The model itself, outside a DDP wrapper (which hides its `pos_emb`, ...)."""
+        return _plain(model)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -414,11 +345,11 @@ def session(
     grad_accum: int = 1,
     backend: str = "auto",
     timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> Iterator[Dist | None]:
-    """Join torchrun's process group for the duration of a run; None when not under torchrun.
+) -> Iterator[Dist]:
+    """Join torchrun's process group for the duration of a run; outside torchrun, one process.
 
-    Outside torchrun with `grad_accum > 1` it yields a one-process `Dist` that only
-    accumulates gradients. On ranks other than 0, stdout goes to /dev/null (the book's
+    Outside torchrun it yields a one-process `Dist` (every collective a no-op) that
+    runs each step in `grad_accum` micro-batches. On ranks other than 0, stdout goes to /dev/null (the book's
     lines are printed once). Every collective times out after `timeout_s` seconds.
     """
     if strategy not in STRATEGIES:
@@ -431,7 +362,9 @@ def session(
                 "--strategy fsdp shards over several processes: start the run with "
                 "torchrun --nproc-per-node N (or --nproc-per-node N)"
             )
-        yield Dist(grad_accum=grad_accum) if grad_accum > 1 else None
+        from ftkit.engine.precision import resolve_device
+
+        yield Dist(device=resolve_device(device), grad_accum=grad_accum)
         return
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -443,16 +376,24 @@ def session(
     )
     dist = Dist(rank, world, local_rank, dev, strategy, grad_accum, timeout_s)
     quiet = open(os.devnull, "w") if rank else None  # noqa: SIM115 - closed below
+    finished = False
     try:
         with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
             yield dist
+        finished = True
     finally:
         if quiet:
             quiet.close()
+        if finished:
+            # Before the group goes: free the run's DDP/FSDP state (its pending gloo work holds
+            # tensors that must not outlive the group) and let no rank leave while another
+            # still talks to it; after a failure a barrier would only wait for the dead.
+            gc.collect()
+            dist.barrier()
         tdist.destroy_process_group()
 
 
-def session_from_args(args) -> contextlib.AbstractContextManager[Dist | None]:
+def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:
     """`session` with the flags of `add_flags` (and the run's `--device`)."""
     return session(
         getattr(args, "device", "auto"),
@@ -461,67 +402,3 @@ def session_from_args(args) -> contextlib.AbstractContextManager[Dist | None]:
         backend=args.backend,
         timeout_s=args.dist_timeout,
     )
-
-
-# ------------------------------------------------------------------ respond (§7.7)
-
-
-def write_test_responses_sharded(
-    dist: Dist,
-    model: nn.Module,
-    tokenizer: Any,
-    test_data: Sequence[dict],
-    device: torch.device | str,
-    out_path: str | os.PathLike,
-    *,
-    max_new_tokens: int = 256,
-    style: str = "alpaca",
-    progress: bool = True,
-) -> list[dict]:
-    """`write_test_responses` with the test entries split over the ranks; rank 0 writes the file.
-
-    Each round, rank r answers the r-th of the next N unanswered entries; rank 0
-    appends the N answers in the book's order and rewrites the file, so a rerun
-    resumes from it as the single-process loop does.
-    """
-    from tqdm import tqdm
-
-    from ftkit.checks import context_length
-    from ftkit.engine.respond import answer, load_done, write_responses
-    from reference.collate import PAD_TOKEN_ID
-
-    out_path = Path(out_path)
-    done = load_done(out_path, test_data)
-    todo = list(test_data[len(done) :])
-    context_size = context_length(model)
-    model.eval()
-    with tqdm(
-        total=len(test_data),
-        initial=len(done),
-        desc="Generating responses",
-        disable=not (progress and dist.is_main),
-    ) as bar:
-        for first in range(0, len(todo), dist.world):
-            batch = todo[first : first + dist.world]
-            mine = batch[dist.rank] if dist.rank < len(batch) else None
-            reply = None
-            if mine is not None:
-                reply = answer(
-                    model,
-                    tokenizer,
-                    mine,
-                    device,
-                    max_new_tokens=max_new_tokens,
-                    context_size=context_size,
-                    eos_id=PAD_TOKEN_ID,
-                    style=style,
-                )
-            replies = dist.gather(reply)
-            done.extend({**e, "model_response": r} for e, r in zip(batch, replies, strict=False))
-            if dist.is_main:
-                write_responses(out_path, done)
-            bar.update(len(batch))
-    if dist.is_main and not test_data:
-        write_responses(out_path, done)
-    dist.barrier()  # the file is complete before any rank moves on
-    return done

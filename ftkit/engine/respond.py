@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ftkit.checks import context_length, positive_int
-from ftkit.engine.fast import transposed_linears
+from ftkit.engine.kv_cache import transposed_linears
 from ftkit.io.files import write_text_atomic
 from reference.collate import PAD_TOKEN_ID
 from reference.evaluation import RESPONSE_HEADERS, extract_response
@@ -131,6 +131,7 @@ def write_test_responses(
     progress: bool = True,
     batch_size: int = 8,
     exact: bool = False,
+    dist: Any = None,
 ) -> list[dict]:
     """Generate the model's response to every test entry into a JSON file, resumably (book §7.7).
 
@@ -145,7 +146,14 @@ def write_test_responses(
     (`ftkit.engine.batched.generate_batch`: each entry's greedy tokens are those of the
     book's `generate` for it alone); `exact=True` runs the book's `generate` one entry at
     a time, as §7.7 does. The file is rewritten after each batch.
+
+    With `dist` (`ftkit.engine.distributed.Dist`, default one process) each of N ranks
+    answers its share of every N batches the same way; rank 0 writes them in the book's
+    order, so the file is the one a single process writes.
     """
+    from ftkit.engine.distributed import Dist
+
+    dist = dist if dist is not None else Dist()
     positive_int(batch_size, "batch_size")
     if style not in RESPONSE_HEADERS:
         raise ValueError(f"unknown prompt style {style!r}; choose one of {list(RESPONSE_HEADERS)}")
@@ -160,43 +168,35 @@ def write_test_responses(
             total=len(test_data),
             initial=len(done),
             desc="Generating responses",
-            disable=not progress,
+            disable=not (progress and dist.is_main),
         )
         # one set of transposed weight copies for every batch (the book's `generate`,
         # used with exact=True, never asks for them)
+        options = {
+            "max_new_tokens": max_new_tokens,
+            "context_size": context_size,
+            "eos_id": eos_id,
+            "style": style,
+        }
+        per_rank = 1 if exact else batch_size
         with bar, transposed_linears():
-            if not exact:
-                for start in range(len(done), len(test_data), batch_size):
-                    batch = test_data[start : start + batch_size]
-                    responses = answer_batch(
-                        model,
-                        tokenizer,
-                        batch,
-                        device,
-                        max_new_tokens=max_new_tokens,
-                        context_size=context_size,
-                        eos_id=eos_id,
-                        style=style,
+            for start in range(len(done), len(test_data), per_rank * dist.world):
+                entries = test_data[start : start + per_rank * dist.world]
+                mine = entries[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+                if exact:  # the book's loop: one entry at a time with its `generate` (§7.7)
+                    replies = [answer(model, tokenizer, e, device, **options) for e in mine]
+                else:
+                    replies = (
+                        answer_batch(model, tokenizer, mine, device, **options) if mine else []
                     )
-                    done += [{**e, "model_response": r} for e, r in zip(batch, responses)]
+                responses = [r for part in dist.gather(replies) for r in part]  # rank order
+                done += [{**e, "model_response": r} for e, r in zip(entries, responses)]
+                if dist.is_main:
                     write_responses(out_path, done)
-                    bar.update(len(batch))
-            for entry in test_data[len(done) :]:
-                response = answer(
-                    model,
-                    tokenizer,
-                    entry,
-                    device,
-                    max_new_tokens=max_new_tokens,
-                    context_size=context_size,
-                    eos_id=eos_id,
-                    style=style,
-                )
-                done.append({**entry, "model_response": response})
-                write_responses(out_path, done)
-                bar.update(1)
+                bar.update(len(entries))
     finally:
         model.train(was_training)
-    if not test_data:
+    if not test_data and dist.is_main:
         write_responses(out_path, done)
+    dist.barrier()  # the file is complete before any rank moves on
     return done

@@ -12,12 +12,10 @@ the same losses an uninterrupted run gives.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,9 +26,13 @@ from ftkit.checks import positive_int
 from ftkit.io.files import atomic_path
 
 if TYPE_CHECKING:
+    from ftkit.engine.backend import Backend
     from ftkit.engine.distributed import Dist
 
 Say = Callable[[str], None]
+# The checkpoint format: 2 added "version" and the history's `metrics`; a file without
+# "version" is format 1 (the kit before versions), which loads the same way.
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -39,7 +41,8 @@ class History:
 
     `train_losses`/`val_losses`/`track_tokens_seen` grow at each evaluation,
     `train_accs`/`val_accs` after each epoch (ch. 6 only); `global_step` starts at -1
-    as the book's, so the first step is 0 and is evaluated.
+    as the book's, so the first step is 0 and is evaluated. `metrics` holds any other
+    named series (a new metric goes there, so older and newer checkpoints still resume).
     """
 
     train_losses: list[float] = field(default_factory=list)
@@ -51,6 +54,7 @@ class History:
     examples_seen: int = 0
     global_step: int = -1
     epochs_done: int = 0
+    metrics: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (lists and numbers): what a checkpoint or a JSON file stores."""
@@ -58,12 +62,20 @@ class History:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """The history a checkpoint stored; a missing or unknown key is a clear error."""
+        """The history a checkpoint stored, from any version of the kit.
+
+        The counters must be there (else it is not a history); a series it lacks starts
+        empty, and a series this kit does not know is kept in `metrics`.
+        """
         names = {f.name for f in fields(cls)}
-        missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
-        if missing or unknown:
-            raise ValueError(f"not a training history: missing {missing}, unknown {unknown}")
-        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in data.items()})
+        counters = ("tokens_seen", "examples_seen", "global_step", "epochs_done")
+        missing = [k for k in counters if k not in data]
+        if not isinstance(data, Mapping) or missing:
+            raise ValueError(f"not a training history: missing {missing}")
+        known = {k: list(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        metrics = {k: list(v) for k, v in dict(data.get("metrics") or {}).items()}
+        metrics |= {k: list(v) for k, v in data.items() if k not in names}
+        return cls(**{**known, "metrics": metrics})
 
 
 @dataclass(frozen=True)
@@ -74,70 +86,6 @@ class Steps:
     evaluate_model: Callable[..., tuple[float, float]]
     # (model, train_loader, val_loader, device, eval_iter, history, say) after each epoch
     after_epoch: Callable[..., None]
-
-
-def next_token_steps(
-    tokenizer, start_context: str, module: ModuleType | None = None, *, fast: bool = False
-) -> Steps:
-    """Chapter 5's steps (next-token loss; a generated sample after each epoch, book §5.2).
-
-    `module` holds the book's functions (default `reference.training`). `fast=True`
-    trains and evaluates with `ftkit.engine.fast`'s `calc_loss_batch`/`evaluate_model`
-    (same losses, computed the fast path's way) and prints the sample with the KV cache.
-    """
-    if module is None:
-        import reference.training as module
-
-    def after_epoch(model, _train, _val, device, _eval_iter, _history, _say) -> None:
-        if fast:
-            print_sample_cached(model, tokenizer, device, start_context)
-        else:
-            module.generate_and_print_sample(model, tokenizer, device, start_context)
-
-    if fast:
-        from ftkit.engine import fast as engine
-
-        return Steps(engine.calc_loss_batch, engine.evaluate_model, after_epoch)
-    return Steps(module.calc_loss_batch, module.evaluate_model, after_epoch)
-
-
-def print_sample_cached(model: nn.Module, tokenizer, device, start_context: str) -> None:
-    """The book's `generate_and_print_sample` (§5.2) with the KV cache: the same 50 greedy tokens."""
-    from ftkit.checks import context_length
-    from ftkit.engine.fast import generate_cached
-    from reference.generation import text_to_token_ids, token_ids_to_text
-
-    model.eval()
-    encoded = text_to_token_ids(start_context, tokenizer).to(device)
-    token_ids = generate_cached(model, encoded, 50, context_length(model))
-    print(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))  # the book's format
-    model.train()
-
-
-def classification_steps(token_position: str = "last", module: ModuleType | None = None) -> Steps:
-    """Chapter 6's steps (loss on one token's logits; accuracies after each epoch, book §6.7).
-
-    `token_position="first"` is exercise 6.3; `module` defaults to `reference.classifier`.
-    """
-    if module is None:
-        import reference.classifier as module
-    option = {"token_position": token_position}
-
-    def after_epoch(model, train_loader, val_loader, device, eval_iter, history, say) -> None:
-        accuracy = partial(module.calc_accuracy_loader, num_batches=eval_iter, **option)
-        train_acc = accuracy(train_loader, model, device)
-        val_acc = accuracy(val_loader, model, device)
-        say(
-            f"Training accuracy: {train_acc * 100:.2f}% | Validation accuracy: {val_acc * 100:.2f}%"
-        )
-        history.train_accs.append(train_acc)
-        history.val_accs.append(val_acc)
-
-    return Steps(
-        partial(module.calc_loss_batch, **option),
-        partial(module.evaluate_model, **option),
-        after_epoch,
-    )
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -156,14 +104,15 @@ def save_checkpoint(
 
     With `dist` every rank must call it (FSDP gathers the shards); rank 0 writes.
     """
-    if dist is None:
-        model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
-    else:
-        model_state, optimizer_state = dist.full_state(model, optimizer)
-        if not dist.is_main:
-            dist.barrier()  # the file is whole before any rank goes on (and may read it)
-            return
+    from ftkit.engine.distributed import Dist
+
+    dist = dist if dist is not None else Dist()
+    model_state, optimizer_state = dist.full_state(model, optimizer)
+    if not dist.is_main:
+        dist.barrier()  # the file is whole before any rank goes on (and may read it)
+        return
     state = {
+        "version": CHECKPOINT_VERSION,
         "epoch": history.epochs_done - 1,  # the last finished epoch, 0-based
         "model": model_state,
         "optimizer": optimizer_state,
@@ -176,8 +125,7 @@ def save_checkpoint(
     # kit's own resume file goes without them (the model files users share keep them).
     with atomic_path(path) as tmp, serialization_config.patch({"save.compute_crc32": False}):
         torch.save(state, tmp)
-    if dist is not None:
-        dist.barrier()
+    dist.barrier()
 
 
 def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[str]) -> dict:
@@ -189,6 +137,11 @@ def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[st
         raise ValueError(
             f"cannot read checkpoint {path} ({type(err).__name__}: {err}); delete it to start over"
         ) from err
+    if state.get("version", 1) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} has format {state['version']}, written by a newer ftkit "
+            f"(this one reads up to {CHECKPOINT_VERSION}); upgrade ftkit, or --restart"
+        )
     saved = state.get("settings", {})
     differs = {k: (saved.get(k), settings.get(k)) for k in keys if saved.get(k) != settings.get(k)}
     if differs:
@@ -205,11 +158,10 @@ def restore_checkpoint(
     state: Mapping, model: nn.Module, optimizer, dist: Dist | None = None
 ) -> History:
     """Put a checkpoint's model, optimizer and random state back; returns its history."""
-    if dist is None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    else:
-        dist.restore(state, model, optimizer)  # DDP or FSDP shards from the full state
+    from ftkit.engine.distributed import Dist
+
+    dist = dist if dist is not None else Dist()
+    dist.restore(state, model, optimizer)  # DDP or FSDP shards from the full state
     torch.set_rng_state(state["rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -274,6 +226,35 @@ def explain_interrupt(
 # ------------------------------------------------------------------ the loop
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor, float, Any]],
+    calc_loss_batch: Callable[..., torch.Tensor],
+    device: torch.device | str,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> torch.Tensor:
+    """One step of the book's loop (§5.2): zero grads, loss and backward per micro-batch, update.
+
+    `micro_batches` (from the run's strategy, `Dist.micro_batches`) yields each piece of
+    the global batch this process computes with its weight in the global batch's mean
+    loss and the context its backward runs in (gradient sync on the last one only). One
+    piece of weight 1 is the book's step exactly; K pieces accumulate the same gradient
+    (`--grad-accum K`). Returns the global batch's loss on this process (detached).
+    """
+    optimizer.zero_grad()  # gradients of the previous step must not add up
+    total = torch.zeros((), device=device)
+    for input_batch, target_batch, weight, sync in micro_batches:
+        with sync:
+            with autocast():
+                loss = calc_loss_batch(input_batch, target_batch, model, device)
+            weighted = loss if weight == 1.0 else loss * weight
+            weighted.backward()
+        total += weighted.detach().float()
+    optimizer.step()
+    return total
+
+
 def fit(
     model: nn.Module,
     train_loader,
@@ -291,25 +272,25 @@ def fit(
     progress: bool = True,
     say: Say = print,
     dist: Dist | None = None,
-    autocast_dtype: torch.dtype | None = None,
+    backend: Backend | None = None,
 ) -> History:
     """Train from `history.epochs_done` (0 for a new run) to `num_epochs`, as the book's loop (§5.2, §6.7).
 
     After each epoch a checkpoint goes to `checkpoint` (with `settings`) when given.
     The bar is updated by hand rather than wrapping the loader, so the loader's random
     draws, and with them the batch order, are those of a run without a bar.
-    With `dist` (`ftkit.engine.distributed`) this is one rank of a data-parallel run:
-    its sampler is set to the epoch, counts are global, rank 0 shows the bar and writes.
-
-    `autocast_dtype` (the fast path's bf16) runs every forward pass (loss, evaluation,
-    after-epoch step) under `torch.autocast`; None computes in the model's float32.
+    `dist` (`ftkit.engine.distributed`, default one process) says which part of each
+    batch this process computes and in how many micro-batches (`--grad-accum`), sets
+    the sampler to the epoch; counts are global, rank 0 shows the bar and writes.
+    `backend` (`ftkit.engine.backend`) runs every forward pass (loss, evaluation,
+    after-epoch step) under its autocast (bf16 on the fast path); None: float32.
     """
     from tqdm.auto import tqdm
 
-    from ftkit.engine.fast import autocast_context
+    from ftkit.engine.distributed import Dist
 
-    def autocast():
-        return autocast_context(device, autocast_dtype)
+    dist = dist if dist is not None else Dist(device=torch.device(device))
+    autocast = backend.autocast if backend is not None else nullcontext
 
     for value, name in (
         (num_epochs, "num_epochs"),
@@ -327,26 +308,16 @@ def fit(
         return history
 
     started = time.time()
-    if dist is not None:
-        progress = progress and dist.is_main
+    progress = progress and dist.is_main
     for epoch in range(history.epochs_done, num_epochs):
         model.train()
-        if dist is not None:
-            dist.set_epoch(train_loader, epoch)  # the same shuffle on every rank and on resume
         with tqdm(
             total=len(train_loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress
         ) as bar:
             for input_batch, target_batch in train_loader:
-                optimizer.zero_grad()  # gradients of the previous step must not add up
-                with autocast():
-                    loss = steps.calc_loss_batch(input_batch, target_batch, model, device)
-                loss.backward()
-                optimizer.step()
-                tokens, examples = (
-                    dist.seen(input_batch)  # the global batch's, summed over the ranks
-                    if dist is not None
-                    else (input_batch.numel(), input_batch.shape[0])
-                )
+                pieces = dist.micro_batches(model, input_batch, target_batch)
+                train_step(model, optimizer, pieces, steps.calc_loss_batch, device, autocast)
+                tokens, examples = dist.seen()  # the global batch's, summed over the ranks
                 history.tokens_seen += tokens
                 history.examples_seen += examples
                 history.global_step += 1

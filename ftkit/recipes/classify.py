@@ -21,39 +21,36 @@ Everything the recipe writes goes into one output folder (default `runs/classify
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ftkit.data.spam import SPLIT_FILES, create_spam_loaders
 from ftkit.doctor import report_device
+from ftkit.engine.backend import make_backend
 from ftkit.engine.batched import classify_texts
-from ftkit.engine.fast import autocast_context, resolve_precision
+from ftkit.engine.distributed import Dist
 from ftkit.engine.plots import plot_values_pngs
-from ftkit.engine.trainer import History, classification_steps
+from ftkit.engine.trainer import History
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 from ftkit.recipes.config import ClassifyConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
     check_out_dir,
-    make_optimizer,
     resolve_device,
     resume_state,
     run_dir,
     start,
     train_epochs,
-    training_path_line,
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
 from reference.classifier import add_classification_head, calc_accuracy_loader
-from reference.model import get_config
-
-if TYPE_CHECKING:
-    from ftkit.engine.distributed import Dist
 
 CHECKPOINT_FILE = "review_classifier-checkpoint.pth"
 DATA_DIR = "data"
@@ -97,9 +94,11 @@ def train(
     cfg = get_config(preset)
     out = check_out_dir(run_dir("classify", preset, c.out))  # before any work
     checkpoint = out / CHECKPOINT_FILE
-    dev = dist.device if dist is not None else resolve_device(c.device)
+    dist = dist if dist is not None else Dist(device=resolve_device(c.device))
+    dev = dist.device
+    backend = make_backend(dev, exact=c.exact, precision=c.precision)
     # The precision "auto" stands for is what a checkpoint records and a resume compares.
-    precision = resolve_precision(c.precision, dev, exact=c.exact)
+    precision = backend.precision
     # Before any file is written: a refused resume (other settings) changes nothing.
     wanted = {
         **{key: getattr(c, key) for key in RESUME_KEYS},
@@ -108,11 +107,10 @@ def train(
     }
     state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
     report_device(dev, say)  # one line when this device computes wrong
-    if dist is None or dist.is_main:
-        csvs = write_spam_splits(out, c.limit)
-    if dist is not None:  # the other ranks read the CSVs rank 0 wrote
-        dist.barrier()
-        csvs = {name: out / DATA_DIR / SPLIT_FILES[name] for name in SPLIT_FILES}
+    if dist.is_main:
+        write_spam_splits(out, c.limit)
+    dist.barrier()  # the other ranks read the CSVs rank 0 wrote
+    csvs = {name: out / DATA_DIR / SPLIT_FILES[name] for name in SPLIT_FILES}
     train_loader, val_loader, test_loader = create_spam_loaders(
         csvs["train"],
         csvs["validation"],
@@ -143,9 +141,9 @@ def train(
         "epochs": c.epochs,
         # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
         "precision": precision,
-        "path": "exact" if c.exact else "fast",
+        "path": backend.path,
     }
-    say(training_path_line(settings))
+    say(backend.describe())
 
     # --- model (§6.4-6.5): fresh GPT-2 with the new head, or the last checkpoint
     run = start(preset, state, models_dir=c.models_dir)
@@ -157,18 +155,9 @@ def train(
         )
     settings["pretrained"] = run.pretrained
     gpt = add_classification_head(run.model, num_classes=2, trainable=c.trainable)
-    gpt.to(dev)
-    fit_loaders, steps = (train_loader, val_loader), classification_steps(c.token_position)
-    if dist is not None:  # each rank: its share of every batch, the model wrapped or sharded
-        import reference.classifier as book
-
-        gpt = dist.wrap(gpt)
-        fit_loaders = (
-            dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
-            dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
-        )
-        steps = classification_steps(c.token_position, module=dist.book(book))
-    optimizer, autocast_dtype = make_optimizer(gpt, c, settings["precision"], dev)
+    gpt = dist.wrap(backend.prepare(gpt))  # fused on the fast path; wrapped/sharded over ranks
+    steps = backend.classification_steps(c.token_position, mean=dist.mean)
+    optimizer = backend.optimizer(gpt, lr=c.lr, weight_decay=c.weight_decay)
     history = run.restore(optimizer, gpt, dist)
     if history is None:
         history = History()
@@ -177,7 +166,7 @@ def train(
     # --- train (§6.7)
     gpt, history = train_epochs(
         gpt,
-        fit_loaders,
+        (train_loader, val_loader),
         optimizer,
         dev,
         steps=steps,
@@ -187,11 +176,11 @@ def train(
         settings=settings,
         say=say,
         dist=dist,
-        autocast_dtype=autocast_dtype,
+        backend=backend,
     )
     if gpt is None:  # a rank after 0 of a data-parallel run
         return {"out": out, "history": history.to_dict(), "settings": settings}
-    with autocast_context(dev, autocast_dtype):
+    with backend.autocast():
         accuracies = {
             name: calc_accuracy_loader(loader, gpt, dev, token_position=c.token_position)
             for name, loader in (
@@ -235,14 +224,27 @@ def train(
 
 
 def predict(
-    model_dir: str | os.PathLike, texts: Iterable[str], *, device: str = "auto"
+    model_dir: str | os.PathLike,
+    texts: Iterable[str],
+    *,
+    device: str = "auto",
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> list[str | None]:
     """Label each text "spam" or "not spam" with a classifier saved by `train` (book §6.8).
 
-    An empty (or blank) text gets None: the others are still answered.
+    An empty (or blank) text gets None: the others are still answered. A classifier trained
+    from a randomly initialised model (`--model tiny`) is said to be one (`say`).
     """
     dev = resolve_device(device)
     gpt, meta = load_classifier(model_dir, dev)
+    settings = meta.get("settings") or {}
+    if settings.get("pretrained") is False:
+        say(
+            f"WARNING: {model_dir} holds a classifier trained from a randomly initialised "
+            f"model ({settings.get('model', 'tiny')!r}, not GPT-2's pretrained weights): its "
+            "labels are little better than guesses. Train with --model gpt2-small for the "
+            "book's accuracy."
+        )
     tokenizer = get_tokenizer()
     options = {k: meta[k] for k in ("pad_token_id", "token_position") if k in meta}
     # classify_review's labels (§6.8), several texts per forward pass; an empty text is None.

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftkit.choices import DEVICES, JUDGE_URL, PRECISIONS, STYLES, TOKEN_POSITIONS, TRAINABLE
 from ftkit.recipes.settings import setting
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 RUNS_DIR = Path("runs")
 OUT_HELP = (
     "folder for every file written (default: runs/{recipe}-MODEL, e.g. runs/{recipe}-"
@@ -54,7 +54,7 @@ def precision_setting() -> str:
         "number format of the fast path: auto (bf16 on CPUs with AVX-512-BF16/AMX and CUDA "
         "GPUs with bf16, else fp32), bf16 or fp32; --exact always runs fp32",
         resume=True,
-        choices=("auto", "bf16", "fp32"),
+        choices=PRECISIONS,
     )
 
 
@@ -94,13 +94,13 @@ class ClassifyConfig(RunConfig):
         "last_block",
         "what to fine-tune: last block + final norm + head (book), all (exercise 6.2), head only",
         resume=True,
-        choices=("last_block", "all", "head"),
+        choices=TRAINABLE,
     )
     token_position: str = setting(
         "last",
         "which output token classifies: last (book) or first (exercise 6.3)",
         resume=True,
-        choices=("last", "first"),
+        choices=TOKEN_POSITIONS,
     )
     pad_to_context: bool = setting(
         False,
@@ -130,7 +130,7 @@ class InstructConfig(RunConfig):
         "alpaca",
         "prompt style: alpaca (book) or phi3 (exercise 7.1)",
         resume=True,
-        choices=("alpaca", "phi3"),
+        choices=STYLES,
     )
     mask_instruction: bool = setting(
         False, "ignore the prompt's tokens in the loss (exercise 7.2)", resume=True
@@ -172,10 +172,16 @@ class InstructConfig(RunConfig):
         type=int,
     )
     judge_url: str = setting(
-        "http://localhost:11434/api/chat",
+        JUDGE_URL,
         "Ollama chat endpoint of the judge (book: localhost:11434)",
     )
     judge_model: str = setting("llama3", "Ollama judge model (book: llama3)")
+    judge_timeout: float = setting(
+        120.0,
+        "seconds to wait for each judge answer before retrying it (3 retries; a slow "
+        "machine or a large judge model may need more)",
+        type=float,
+    )
     eval_freq: int = setting(5, resume=True)
     # None: the model's context for the book's data (§7.3), 512 for Alpaca-format files.
     allowed_max_length: int | None = setting(None, resume=True)

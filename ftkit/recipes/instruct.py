@@ -24,38 +24,33 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
-from ftkit.engine.fast import autocast_context, resolve_precision
-from ftkit.engine.fast import calc_loss_loader as fast_calc_loss_loader
+from ftkit.engine.backend import make_backend
+from ftkit.engine.distributed import Dist
 from ftkit.engine.plots import plot_losses_png
-from ftkit.engine.trainer import History, next_token_steps
+from ftkit.engine.trainer import History
 from ftkit.io.model_file import load_saved_model
+from ftkit.presets import get_config
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
     check_out_dir,
-    make_optimizer,
     resolve_device,
     resume_state,
     run_dir,
     save_state_dict,
     start,
     train_epochs,
-    training_path_line,
     write_json,
 )
 from ftkit.recipes.settings import configure, resume_keys
-from reference.model import GPTModel, get_config
-from reference.training import calc_loss_loader as book_calc_loss_loader
-
-if TYPE_CHECKING:
-    from ftkit.engine.distributed import Dist
+from reference.model import GPTModel
 
 DEFAULT_MODEL = InstructConfig.model
 ALPACA_MAX_LENGTH = 512  # exercise 7.3: Alpaca's longer entries are truncated to 512 tokens
@@ -221,14 +216,15 @@ def finetune(
     }
     out = check_out_dir(run_dir("instruct", preset, c.out))  # before any work
     paths = output_paths(out, preset)
-    dev = dist.device if dist is not None else resolve_device(c.device)
+    dist = dist if dist is not None else Dist(device=resolve_device(c.device))
+    dev = dist.device
+    backend = make_backend(dev, exact=c.exact, precision=c.precision)
     # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
-    settings["precision"] = resolve_precision(c.precision, dev, exact=c.exact)
-    settings["path"] = "exact" if c.exact else "fast"
+    settings["precision"], settings["path"] = backend.precision, backend.path
     # Before any file is written: a refused resume (other settings) changes nothing.
     state = resume_state(paths["checkpoint"], settings, RESUME_KEYS, resume=c.resume, say=say)
     report_device(dev, say)  # one line when this device computes wrong
-    say(training_path_line(settings))
+    say(backend.describe())
 
     data = load_dataset(c.dataset, c.limit)
     train_data, test_data, val_data = split_data(data)
@@ -269,24 +265,14 @@ def finetune(
     gpt = run.model
     if c.lora_rank:
         add_lora(gpt, c.lora_rank, c.lora_alpha, say)
-    gpt.to(dev)
-    fit_loaders, book = (train_loader, val_loader), None
-    if dist is not None:  # each rank: its share of every batch, the model wrapped or sharded
-        import reference.training as book_training
-
-        gpt, book = dist.wrap(gpt), dist.book(book_training)
-        fit_loaders = (
-            dist.shard_loader(train_loader, seed=c.seed, shuffle=True),
-            dist.shard_loader(val_loader, seed=c.seed, shuffle=False),
-        )
-    optimizer, autocast_dtype = make_optimizer(gpt, c, settings["precision"], dev)
+    gpt = dist.wrap(backend.prepare(gpt))  # fused on the fast path; wrapped/sharded over ranks
+    optimizer = backend.optimizer(gpt, lr=c.lr, weight_decay=c.weight_decay)
     history = run.restore(optimizer, gpt, dist)
     if history is None:
-        # the book's loss loader, or the same losses computed the fast path's way
-        calc_loss_loader = book_calc_loss_loader if c.exact else fast_calc_loss_loader
+        calc_loss_loader = backend.calc_loss_loader()
         gpt.eval()
         torch.manual_seed(c.seed)
-        with torch.no_grad(), autocast_context(dev, autocast_dtype):
+        with torch.no_grad(), backend.autocast():
             train_loss = calc_loss_loader(train_loader, gpt, dev, num_batches=5)
             val_loss = calc_loss_loader(val_loader, gpt, dev, num_batches=5)
         say(f"Training loss: {train_loss}")
@@ -295,15 +281,12 @@ def finetune(
         history = History()
 
     # --- train (§7.6)
-    steps = next_token_steps(
-        tokenizer,
-        format_input(val_data[0], style=c.style),
-        # data-parallel: `dist.book`'s weighted loss; else the fast path's unless --exact
-        **({"module": book} if book is not None else {"fast": not c.exact}),
+    steps = backend.next_token_steps(
+        tokenizer, format_input(val_data[0], style=c.style), mean=dist.mean, plain=dist.plain
     )
     gpt, history = train_epochs(
         gpt,
-        fit_loaders,
+        (train_loader, val_loader),
         optimizer,
         dev,
         steps=steps,
@@ -313,7 +296,7 @@ def finetune(
         settings=settings,
         say=say,
         dist=dist,
-        autocast_dtype=autocast_dtype,
+        backend=backend,
     )
     if gpt is None:  # a rank after 0 of a data-parallel run
         return {"paths": paths, "history": history.to_dict(), "settings": settings}

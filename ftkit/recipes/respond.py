@@ -12,7 +12,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ftkit.choices import JUDGE_URL
 from ftkit.doctor import report_device
+from ftkit.engine.precision import resolve_device
 from ftkit.recipes.instruct import (
     DEFAULT_MODEL,
     HISTOGRAM_FILE,
@@ -21,7 +23,6 @@ from ftkit.recipes.instruct import (
     load_dataset,
     load_finetuned,
 )
-from ftkit.recipes.runtime import resolve_device
 
 
 def respond(
@@ -43,36 +44,33 @@ def respond(
     at a time.
     The test set is rebuilt from the settings saved beside the model (data set, limit),
     and prompts use the style it was trained with (exercise 7.1's phi3 included).
-    With `dist` (`ftkit.engine.distributed.Dist`) the ranks split the entries and
-    rank 0 writes the one file, in the book's order.
+    With `dist` (`ftkit.engine.distributed.Dist`) the ranks split every N batches,
+    each generating its own the same way (`batch_size`, `exact`), and rank 0 writes the
+    one file, in the book's order: the file one process writes.
     """
+    from ftkit.engine.distributed import Dist
     from ftkit.engine.respond import write_test_responses
     from ftkit.io.tokenizer import get_tokenizer
     from reference.instruction_data import split_data
 
-    dev = dist.device if dist is not None else resolve_device(device)
+    dist = dist if dist is not None else Dist(device=resolve_device(device))
+    dev = dist.device
     report_device(dev, say)  # one line when this device computes wrong
     gpt, record = load_finetuned(out_dir, model, dev)
     _, test_data, _ = split_data(load_dataset(record["dataset"], record["limit"]))
     out_path = Path(out_dir) / RESPONSES_FILE
     options = {"max_new_tokens": max_new_tokens, "style": record["style"], "progress": progress}
-    if dist is not None and dist.world > 1:  # the ranks split the entries; rank 0 writes
-        from ftkit.engine.distributed import write_test_responses_sharded
-
-        answered = write_test_responses_sharded(
-            dist, gpt, get_tokenizer(), test_data, dev, out_path, **options
-        )
-    else:
-        answered = write_test_responses(
-            gpt,
-            get_tokenizer(),
-            test_data,
-            dev,
-            out_path,
-            batch_size=batch_size,
-            exact=exact,
-            **options,
-        )
+    answered = write_test_responses(
+        gpt,
+        get_tokenizer(),
+        test_data,
+        dev,
+        out_path,
+        batch_size=batch_size,
+        exact=exact,
+        dist=dist,
+        **options,
+    )
     say(f"Responses saved as {out_path}")
     return answered
 
@@ -94,8 +92,9 @@ def judge_unavailable(url: str, judge_model: str, timeout: float = 3.0) -> str |
 def judge(
     out_dir: str | os.PathLike = ".",
     *,
-    url: str = "http://localhost:11434/api/chat",
+    url: str = JUDGE_URL,
     judge_model: str = "llama3",
+    timeout: float | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict:
@@ -115,6 +114,7 @@ def judge(
         judge_model,
         url,
         scores_path=out / SCORES_FILE,
+        timeout=timeout,
         progress=progress,
     )
     summary = summarize_scores(scores, total=len(entries))

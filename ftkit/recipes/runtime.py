@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ftkit.engine.precision import resolve_device  # noqa: F401 - the recipes' device
 from ftkit.engine.trainer import (
     History,
     Steps,
@@ -28,33 +29,11 @@ from ftkit.engine.trainer import (
     restore_checkpoint,
 )
 from ftkit.io.files import atomic_path, write_text_atomic
+from ftkit.presets import canonical_preset, get_config, preset_size
 from ftkit.recipes.config import RUNS_DIR
-from reference.model import MODEL_CONFIGS, GPTModel, get_config, preset_size
+from reference.model import GPTModel
 
 Say = Callable[[str], None]
-
-
-def canonical_preset(name: str) -> str:
-    """The full preset name (`"355M"` -> `"gpt2-medium (355M)"`, `"tiny"` -> `"tiny"`)."""
-    size = preset_size(name)  # raises a clear error for an unknown preset
-    return next(full for full in MODEL_CONFIGS if preset_size(full) == size)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple's MPS, then the CPU; other names are checked to exist."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU here")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for, but torch sees no Apple MPS device here")
-    return torch.device(device)
 
 
 def build_model(
@@ -72,6 +51,34 @@ def build_model(
     params = loaded[1] if isinstance(loaded, tuple) else loaded  # (settings, params) as the book
     load_weights_into_gpt(model, params)
     return model, True
+
+
+def ensure_weights(
+    preset: str,
+    *,
+    models_dir: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+) -> None:
+    """Before any work (no run folder, no data): the GPT-2 weights a fresh run loads are here.
+
+    Cached ones are found, missing ones fetched now; `tiny` needs none, nor does a run that
+    will resume from `checkpoint`. When they cannot be had (offline, no network) the
+    AssetError also offers `--model tiny`.
+    """
+    name = canonical_preset(preset)
+    if name == "tiny" or (checkpoint is not None and Path(checkpoint).exists()):
+        return
+    from ftkit.io.assets import AssetError
+    from ftkit.io.gpt2 import fetch_gpt2, pick_source
+
+    size = preset_size(name)
+    try:
+        fetch_gpt2(size, models_dir, source=pick_source(size, models_dir))
+    except AssetError as err:
+        raise AssetError(
+            f"{err}\n  Or run without GPT-2's weights: --model tiny (random init, a quick "
+            "check that the pipeline runs; nothing was written)"
+        ) from None
 
 
 class OutDirError(ValueError):
@@ -183,14 +190,6 @@ def start(preset: str, state: dict | None, *, models_dir: str | os.PathLike | No
     return Start(*build_model(preset, models_dir=models_dir))
 
 
-def training_path_line(settings: dict) -> str:
-    """One line naming the code path and number format a run trains with."""
-    if settings["path"] == "exact":
-        return "Training path: exact (the book's code, float32)"
-    kernels = "fused attention/LayerNorm/GELU, fused AdamW"
-    return f"Training path: fast ({kernels}, {settings['precision']}); --exact for the book's code"
-
-
 def save_state_dict(model: nn.Module, path: Path) -> Path:
     """`torch.save(model.state_dict(), path)` as the book, written whole or not at all."""
     with atomic_path(path) as tmp:
@@ -215,8 +214,8 @@ def train_epochs(
     checkpoint: Path,
     settings: dict,
     say: Callable[[str], None],
-    dist: Any = None,
-    autocast_dtype: torch.dtype | None = None,
+    dist: Any,
+    backend: Any,
 ) -> tuple[nn.Module | None, History]:
     """Both recipes' training step (§6.7, §7.6): the engine's `fit` with the run's settings.
 
@@ -239,29 +238,6 @@ def train_epochs(
             progress=config.progress,
             say=say,
             dist=dist,
-            autocast_dtype=autocast_dtype,
+            backend=backend,
         )
-    if dist is not None:
-        model = dist.unwrap(model)  # the plain model, on rank 0 only: it alone goes on
-    return model, history
-
-
-def make_optimizer(
-    model: nn.Module, config: Any, precision: str, device: torch.device
-) -> tuple[torch.optim.Optimizer, torch.dtype | None]:
-    """The run's AdamW (the book's lr and weight decay) over the trainable parameters, and its autocast.
-
-    Frozen parameters get no gradient, so leaving them out changes no step (§6.5, App. E);
-    `--exact` keeps the book's plain AdamW in float32, else the fast path's (`make_training`).
-    """
-    from ftkit.engine.fast import make_training
-
-    return make_training(
-        model,
-        [p for p in model.parameters() if p.requires_grad],
-        device,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        exact=config.exact,
-        precision=precision,
-    )
+    return dist.unwrap(model), history  # the plain model, on rank 0 only: it alone goes on

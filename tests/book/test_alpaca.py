@@ -11,12 +11,12 @@ import json
 from functools import partial
 
 import pytest
+from alpaca_format import alpaca_entries
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_equal
 from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
-from tests.alpaca_format import alpaca_entries
 
 pytestmark = pytest.mark.stage("instruction SFT")
 

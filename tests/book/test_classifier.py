@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer  # tooling, not an exercise
+from ftkit.presets import get_config
 
 pytestmark = [pytest.mark.stage("classification"), pytest.mark.usefixtures("one_thread")]
 
@@ -34,7 +35,7 @@ HAM = [
 def tiny_gpt(ref, seed: int = 123, **overrides) -> nn.Module:
     """The random-init "tiny" GPT with a 32-token context (the texts here are shorter): fast on CPU."""
     torch.manual_seed(seed)
-    return ref.GPTModel(ref.get_config("tiny", **{"context_length": 32, **overrides}))
+    return ref.GPTModel(get_config("tiny", **{"context_length": 32, **overrides}))
 
 
 def block_params(cfg: dict) -> int:
@@ -128,7 +129,7 @@ def test_head_is_created_right_after_seed_123(impl, ref):
 @pytest.mark.parametrize("preset", ["tiny", "gpt2-small (124M)"])
 @pytest.mark.parametrize("mode", ["last_block", "all", "head"])
 def test_trainable_parameters_per_group(impl, ref, preset, mode):
-    cfg = ref.get_config(preset)
+    cfg = get_config(preset)
     # Shapes only: on the meta device a 124M model costs no memory and no time.
     with torch.device("meta" if preset != "tiny" else "cpu"):
         model = ref.GPTModel(cfg)

@@ -138,8 +138,9 @@ def test_masked_sample_matches_exercise_solution(impl, ref, golden):
 
 def test_agrees_with_the_books_package_on_the_trap():
     """Peer check: the book's own custom_collate_fn does the same with 50256 inside a text."""
+    from book_package import book_module
+
     from reference.collate import custom_collate_fn
-    from tests.book_package import book_module
 
     book_collate = book_module("ch07").custom_collate_fn
 

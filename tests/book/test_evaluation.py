@@ -10,6 +10,7 @@ import torch
 
 from ftkit.asserts import assert_equal
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 
 pytestmark = pytest.mark.stage("evaluation")
 
@@ -33,7 +34,7 @@ def test_entries(book_entries) -> list[dict]:
 @pytest.fixture(scope="module")
 def tiny_model(ref):
     torch.manual_seed(123)
-    return ref.GPTModel(ref.get_config("tiny")).eval()
+    return ref.GPTModel(get_config("tiny")).eval()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from book_package import book_module
 from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
 from ftkit.io.tokenizer import get_tokenizer
-from tests.book_package import book_module
+from ftkit.presets import get_config
 
 book4 = book_module("ch04")
 book5 = book_module("ch05")
@@ -55,7 +56,7 @@ def tiny(ref):
     Its vocabulary is cut to 512 tokens to keep the many generation steps fast.
     """
     torch.manual_seed(123)
-    return ref.GPTModel(ref.get_config("tiny", context_length=16, vocab_size=512)).eval()
+    return ref.GPTModel(get_config("tiny", context_length=16, vocab_size=512)).eval()
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import json
 import sys
 
 import pytest
+from fake_ollama import running_fake_ollama
 
 from ftkit.asserts import assert_equal
 from ftkit.io.assets import fetch
-from tests.fake_ollama import running_fake_ollama
 
 pytestmark = pytest.mark.stage("evaluation")
 

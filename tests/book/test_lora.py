@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ftkit.asserts import assert_equal, assert_tensor_equal
+from ftkit.presets import get_config
 
 pytestmark = pytest.mark.stage("LoRA")
 
@@ -17,7 +18,7 @@ RANK, ALPHA = 4, 8.0
 
 def tiny_gpt(ref, seed: int = 123) -> nn.Module:
     torch.manual_seed(seed)
-    return ref.GPTModel(ref.get_config("tiny", context_length=32))
+    return ref.GPTModel(get_config("tiny", context_length=32))
 
 
 def token_batch(seed: int = 0) -> torch.Tensor:
@@ -134,7 +135,8 @@ def test_freeze_then_lora_leaves_only_lora_parameters_trainable(impl, ref):
 @pytest.mark.exercise("count_trainable_parameters", "freeze_model", "replace_linear_with_lora")
 def test_book_parameter_counts_for_the_124m_classifier(impl, golden):
     """Appendix E prints these for GPT-2 124M with a 2-class head; built on the meta device (no memory)."""
-    from reference.model import GPTModel, get_config
+    from ftkit.presets import get_config
+    from reference.model import GPTModel
 
     counts = golden("lora")
     with torch.device("meta"):

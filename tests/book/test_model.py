@@ -11,11 +11,12 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from book_package import book_module
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.diagnose import annotate, diagnose_model
 from ftkit.io.tokenizer import get_tokenizer
-from tests.book_package import book_module
+from ftkit.presets import get_config
 
 pytestmark = pytest.mark.stage("model")
 
@@ -24,7 +25,7 @@ book = book_module("ch04")
 
 def small_config(ref, **overrides) -> dict:
     """A model too small to matter for speed, with GPT-2's real vocabulary."""
-    return ref.get_config("tiny", **{"context_length": 32, **overrides})
+    return get_config("tiny", **{"context_length": 32, **overrides})
 
 
 def build(cls, cfg: dict, seed: int = 123) -> torch.nn.Module:
@@ -332,7 +333,7 @@ def test_incomplete_config_names_the_missing_keys(ref):
 
 def test_unknown_preset_lists_the_known_ones(ref):
     with pytest.raises(ValueError, match=r"unknown model preset 'gpt2-huge'.*gpt2-small \(124M\)"):
-        ref.get_config("gpt2-huge")
+        get_config("gpt2-huge")
 
 
 @pytest.mark.parametrize(
@@ -340,7 +341,7 @@ def test_unknown_preset_lists_the_known_ones(ref):
     [("gpt2-small (124M)", 768), ("gpt2-small", 768), ("124M", 768), ("gpt2-xl", 1600)],
 )
 def test_presets_resolve_by_full_short_and_size_name(ref, name, expected):
-    assert_equal(ref.get_config(name)["emb_dim"], expected, name=f"{name} emb_dim")
+    assert_equal(get_config(name)["emb_dim"], expected, name=f"{name} emb_dim")
 
 
 def test_too_long_input_says_to_crop(ref):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from ftkit.presets import get_config
 
 pytestmark = [pytest.mark.weights, pytest.mark.stage("model")]
 
@@ -43,7 +44,7 @@ def test_your_load_weights_into_gpt_matches_the_reference_on_gpt2_124m(
     impl, ref, gpt2_params, pretrained_gpt2
 ):
     _settings, params = gpt2_params("124M")
-    model = ref.GPTModel(ref.get_config("124M"))
+    model = ref.GPTModel(get_config("124M"))
     impl.load_weights_into_gpt(model, params=params)
     model.eval()
     token_ids = ref.text_to_token_ids("Every effort moves you", ref.get_tokenizer())

@@ -13,12 +13,13 @@ from functools import partial
 
 import pytest
 import torch
+from book_package import book_module
 from torch.utils.data import DataLoader
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
 from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
-from tests.book_package import book_module
+from ftkit.presets import get_config
 
 pytestmark = pytest.mark.stage("training")
 
@@ -59,7 +60,7 @@ def loader(ref, dataset, batch_size: int = 4, shuffle: bool = False, n: int | No
 def tiny_model(ref, seed: int = 123, drop_rate: float = 0.1):
     """A 1-layer GPT with GPT-2's vocabulary (real token ids), small enough to train in a blink."""
     torch.manual_seed(seed)
-    cfg = ref.get_config(
+    cfg = get_config(
         "tiny", emb_dim=16, n_layers=1, n_heads=2, context_length=32, drop_rate=drop_rate
     )
     return ref.GPTModel(cfg)

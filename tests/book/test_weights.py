@@ -14,9 +14,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-
-from ftkit.asserts import assert_tensor_equal
-from tests.tiny_gpt2 import (
+from tiny_gpt2 import (
     CTX,
     VOCAB,
     D,
@@ -25,6 +23,8 @@ from tests.tiny_gpt2 import (
     openai_arrays,
     tiny_cfg,
 )
+
+from ftkit.asserts import assert_tensor_equal
 
 pytestmark = pytest.mark.stage("model")
 

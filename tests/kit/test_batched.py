@@ -18,11 +18,12 @@ from ftkit.engine import respond as engine_respond
 from ftkit.engine.batched import classify_texts, generate_batch
 from ftkit.engine.respond import write_test_responses
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 from reference.classifier import add_classification_head, classify_review
 from reference.collate import PAD_TOKEN_ID
 from reference.generation import generate, text_to_token_ids
 from reference.instruction_data import format_input
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,7 +18,7 @@ import pytest
 
 from ftkit import bench
 from ftkit.cli import main
-from reference.model import get_config
+from ftkit.presets import get_config
 
 FIXTURE_DIR = Path(__file__).parent / "benchmarks" / "fixtures" / "results"
 FIXTURE = next(FIXTURE_DIR.rglob("0001_sample.json"))

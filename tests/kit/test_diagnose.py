@@ -28,10 +28,11 @@ from ftkit import steps
 from ftkit.asserts import assert_tensor_equal
 from ftkit.check.impl import Impl
 from ftkit.diagnose import Diagnosis, diagnose, diagnose_model, pretty
+from ftkit.presets import get_config
 from ftkit.teach import teach_error
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = R.get_config("tiny", context_length=16, drop_rate=0.1)
+CFG = get_config("tiny", context_length=16, drop_rate=0.1)
 BATCH = torch.tensor([[6109, 3626, 6100, 345], [6109, 1110, 6622, 257]])
 
 

@@ -119,11 +119,11 @@ def test_a_backend_the_device_lacks_is_a_clear_error():
         backend_for(torch.device("mps"))
 
 
-def test_outside_torchrun_there_is_no_session_unless_accumulating(monkeypatch):
+def test_outside_torchrun_the_session_is_one_process(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     with session("cpu") as dist:
-        assert dist is None
+        assert (dist.world, dist.grad_accum, dist.grouped, dist.device.type) == (1, 1, False, "cpu")
     with session("cpu", grad_accum=2) as dist:
         assert (dist.world, dist.grad_accum, dist.is_main) == (1, 2, True)
     with pytest.raises(ValueError, match="torchrun"), session("cpu", strategy="fsdp"):
@@ -132,8 +132,8 @@ def test_outside_torchrun_there_is_no_session_unless_accumulating(monkeypatch):
 
 def test_gradient_accumulation_gives_the_whole_batch_step():
     """One process, 2 micro-batches of 4 padded rows: the same losses as whole batches of 8."""
-    import reference.training as book_training
-    from reference.model import GPTModel, get_config
+    from ftkit.presets import get_config
+    from reference.model import GPTModel
     from reference.training import calc_loss_batch, evaluate_model
 
     torch.set_num_threads(1)
@@ -148,19 +148,19 @@ def test_gradient_accumulation_gives_the_whole_batch_step():
         model = GPTModel(get_config("tiny", vocab_size=50, context_length=8))
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loader = torch.utils.data.DataLoader(data, batch_size=8)
-        losses = []
-        loss_batch = dist.book(book_training).calc_loss_batch if dist.grad_accum > 1 else None
-        loss_batch = loss_batch or calc_loss_batch
+        pieces = []  # (loss, counted targets) of each micro-batch
 
         def step(i, t, m, d):
-            loss = loss_batch(i, t, m, d)
-            losses.append(dist.step_loss() if dist.grad_accum > 1 else loss.item())
+            loss = calc_loss_batch(i, t, m, d)
+            pieces.append((loss.item(), int((t != -100).sum())))
             return loss
 
         steps = Steps(step, evaluate_model, lambda *a: None)
         fit(model, loader, loader, optimizer, "cpu", steps=steps, num_epochs=2, eval_freq=9,
             eval_iter=1, progress=False, say=lambda _: None, dist=dist)  # fmt: skip
-        return losses
+        k = dist.grad_accum  # each step's loss: the counted-target mean over its micro-batches
+        steps_ = [pieces[i : i + k] for i in range(0, len(pieces), k)]
+        return [sum(loss * c for loss, c in p) / sum(c for _, c in p) for p in steps_]
 
     assert run(Dist(grad_accum=2)) == pytest.approx(run(Dist()), rel=1e-5)
 

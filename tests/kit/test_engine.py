@@ -21,15 +21,19 @@ import reference.training as ch5
 from ftkit.asserts import assert_equal, assert_tensor_equal
 from ftkit.data.instruction import load_instruction_data
 from ftkit.engine import trainer
+from ftkit.engine.backend import make_backend
 from ftkit.engine.plots import plot_losses_png, plot_values_pngs
-from ftkit.engine.trainer import History, classification_steps, fit, next_token_steps
+from ftkit.engine.trainer import History, fit
 from ftkit.io.classifier import load_classifier, save_classifier
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 from reference.collate import custom_collate_fn
 from reference.instruction_data import InstructionDataset
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+BOOK = make_backend("cpu", exact=True)  # the book's code, float32
 
 START = "Below is an instruction"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -113,7 +117,7 @@ def test_engine_equals_the_books_train_model_simple(lm_data, tokenizer):
         val,
         optimizer,
         "cpu",
-        steps=next_token_steps(tokenizer, START),
+        steps=BOOK.next_token_steps(tokenizer, START),
         num_epochs=2,
         eval_freq=1,
         eval_iter=1,
@@ -149,7 +153,7 @@ def test_engine_equals_the_books_train_classifier_simple(spam_data):
         val,
         optimizer,
         "cpu",
-        steps=classification_steps(),
+        steps=BOOK.classification_steps(),
         num_epochs=2,
         eval_freq=1,
         eval_iter=2,
@@ -180,7 +184,11 @@ def test_resume_after_epoch_1_reproduces_an_uninterrupted_run(
 
     train, val = lm_data if task == "next_token" else spam_data
     make = lm_model if task == "next_token" else classifier_model
-    steps = next_token_steps(tokenizer, START) if task == "next_token" else classification_steps()
+    steps = (
+        BOOK.next_token_steps(tokenizer, START)
+        if task == "next_token"
+        else BOOK.classification_steps()
+    )
     quiet = {"steps": steps, "eval_freq": 1, "eval_iter": 1, "say": lambda _: None}
 
     def run(model, optimizer, epochs, **kwargs):
@@ -219,7 +227,7 @@ def test_a_finished_run_says_so_and_trains_nothing(spam_data):
         val,
         adamw(model),
         "cpu",
-        steps=classification_steps(),
+        steps=BOOK.classification_steps(),
         num_epochs=2,
         eval_freq=1,
         eval_iter=1,

@@ -1,4 +1,4 @@
-"""The fast path (reference/fast.py) computes the book's numbers: same logits, losses, tokens.
+"""The fast path (`ftkit.engine.fused`, `fused_loss`, `kv_cache`) computes the book's numbers: same logits, losses, tokens.
 
 Every check runs a tiny random-init model (seed 123) against the reference model and
 loop and against the book's own package (`llms_from_scratch`), so a speed-up that
@@ -14,8 +14,12 @@ import torch
 from torch import nn
 
 from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
-from ftkit.engine import fast
-from reference.model import GPTModel, get_config
+from ftkit.engine import fused, fused_loss, kv_cache
+from ftkit.engine.backend import make_backend
+from ftkit.engine.distributed import Dist
+from ftkit.engine.trainer import train_step
+from ftkit.presets import get_config
+from reference.model import GPTModel
 from tests.book_package import book_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,23 +61,23 @@ def test_fused_attention_logits_equal_the_models_own(model_cls, token_batch):
     model = seeded(model_cls, cfg).eval()  # eval: dropout off, as in the book's inference
     with torch.no_grad():
         expected = model(token_batch)
-        fast.use_fused_attention(model)
+        fused.use_fused_attention(model)
         actual = model(token_batch)
-    assert isinstance(model.trf_blocks[0].att, fast.FusedAttentionMixin)
+    assert isinstance(model.trf_blocks[0].att, fused.FusedAttentionMixin)
     assert_tensor_equal(actual, expected, name="fused logits", why=WHY_SAME_MATH, atol=1e-5)
 
 
 def test_fused_attention_without_dropout_matches_in_training_mode(token_batch):
     model = seeded(GPTModel, tiny_cfg(drop_rate=0.0)).train()
     expected = model(token_batch)
-    actual = fast.use_fused_attention(model)(token_batch)
+    actual = fused.use_fused_attention(model)(token_batch)
     assert_tensor_equal(actual, expected, name="fused logits (train mode)", atol=1e-5)
 
 
 def test_fused_attention_keeps_state_dict_and_checkpoints_interchangeable(tmp_path, token_batch):
     model = seeded(GPTModel, tiny_cfg())
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    fast.prepare_fast(model)
+    fused.fuse_model(model)
     after = model.state_dict()
     assert_equal(list(after), list(before), name="state_dict keys (in order)")
     for key, value in before.items():
@@ -93,21 +97,21 @@ def test_fused_attention_keeps_state_dict_and_checkpoints_interchangeable(tmp_pa
 
 def test_use_fused_attention_is_idempotent_and_keeps_isinstance():
     model = seeded(GPTModel, tiny_cfg())
-    fast.use_fused_attention(fast.use_fused_attention(model))
+    fused.use_fused_attention(fused.use_fused_attention(model))
     att = model.trf_blocks[0].att
     from reference.model import MultiHeadAttention
 
     assert isinstance(att, MultiHeadAttention)
-    assert type(att).__mro__.count(fast.FusedAttentionMixin) == 1
+    assert type(att).__mro__.count(fused.FusedAttentionMixin) == 1
 
 
 @pytest.mark.parametrize("model_cls", [GPTModel, book4.GPTModel], ids=["reference", "book"])
 def test_fused_layer_norm_and_gelu_keep_the_books_outputs_and_state_dict(model_cls, token_batch):
     plain = seeded(model_cls, tiny_cfg())
-    model = fast.use_fused_layers(copy.deepcopy(plain))
-    assert isinstance(model.final_norm, fast.FusedLayerNormMixin)
+    model = fused.use_fused_layers(copy.deepcopy(plain))
+    assert isinstance(model.final_norm, fused.FusedLayerNormMixin)
     assert isinstance(model.trf_blocks[0].norm1, type(plain.trf_blocks[0].norm1))
-    assert isinstance(model.trf_blocks[0].ff.layers[1], fast.FusedGELUMixin)
+    assert isinstance(model.trf_blocks[0].ff.layers[1], fused.FusedGELUMixin)
     assert_equal(list(model.state_dict()), list(plain.state_dict()), name="state_dict keys")
     x = torch.randn(2, 5, 64) * 3
     assert_tensor_equal(
@@ -134,9 +138,9 @@ def test_attention_under_cpu_bf16_autocast_is_computed_in_float32():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 7, 16).bfloat16() for _ in range(3))
     # The bf16 values promoted to float32, attended in float32, rounded back once.
-    expected = fast.causal_attention(q.float(), k.float(), v.float()).bfloat16()
+    expected = fused.causal_attention(q.float(), k.float(), v.float()).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = fast.causal_attention(q, k, v)
+        got = fused.causal_attention(q, k, v)
     assert_equal(got.dtype, torch.bfloat16, name="output dtype (the caller's)")
     assert_tensor_equal(
         got, expected, name="attention", why="computed in float32, not by the bf16 kernel"
@@ -176,11 +180,21 @@ def reference_losses(ref, model_cls, batches) -> list[float]:
     return losses
 
 
-def fast_losses(batches, autocast_dtype=None) -> list[float]:
-    model = fast.prepare_fast(seeded(GPTModel, tiny_cfg(vocab_size=TRAIN_VOCAB))).train()
-    optimizer = fast.make_optimizer(model, lr=5e-4, weight_decay=0.1, fused=True)
+def fast_step(model, optimizer, inputs, targets, precision="fp32", grad_accum=1) -> float:
+    """The recipes' training step (`trainer.train_step`) on the fast backend."""
+    backend = make_backend("cpu", precision=precision)
+    pieces = Dist(grad_accum=grad_accum).micro_batches(model, inputs, targets)
+    return train_step(
+        model, optimizer, pieces, backend.calc_loss_batch, "cpu", backend.autocast
+    ).item()
+
+
+def fast_losses(batches, precision="fp32", grad_accum=1) -> list[float]:
+    backend = make_backend("cpu", precision=precision)
+    model = backend.prepare(seeded(GPTModel, tiny_cfg(vocab_size=TRAIN_VOCAB))).train()
+    optimizer = backend.optimizer(model, lr=5e-4, weight_decay=0.1)
     return [
-        fast.train_step(model, optimizer, inputs, targets, autocast_dtype=autocast_dtype)
+        fast_step(model, optimizer, inputs, targets, precision, grad_accum)
         for inputs, targets in batches
     ]
 
@@ -205,7 +219,7 @@ def test_fp32_fast_steps_give_the_books_losses(ref, model_cls):
 def test_bf16_autocast_steps_stay_close_to_fp32():
     batches = real_like_batch(4)
     fp32 = fast_losses(batches)
-    bf16 = fast_losses(batches, autocast_dtype=torch.bfloat16)
+    bf16 = fast_losses(batches, precision="bf16")
     assert_tensor_equal(
         torch.tensor(bf16),
         torch.tensor(fp32),
@@ -221,9 +235,30 @@ def test_train_step_returns_the_loss_before_the_update(ref):
     ((inputs, targets),) = real_like_batch(1)
     model = seeded(GPTModel, tiny_cfg(vocab_size=TRAIN_VOCAB))
     before = ref.calc_loss_batch(inputs, targets, copy.deepcopy(model), "cpu").item()
-    optimizer = fast.make_optimizer(model, lr=5e-4)
-    loss = fast.train_step(model, optimizer, inputs, targets)
+    optimizer = make_backend("cpu", precision="fp32").optimizer(model, lr=5e-4, weight_decay=0.1)
+    loss = fast_step(model, optimizer, inputs, targets)
     assert_close(loss, before, name="loss", atol=1e-6 * abs(before))
+
+
+def test_grad_accum_uses_the_fused_loss_and_gives_the_same_losses(monkeypatch):
+    batches = real_like_batch(2)
+    batches = batches + batches
+    whole = fast_losses(batches)
+    calls = []
+    real = fused_loss._HeadCrossEntropy.apply
+    monkeypatch.setattr(
+        fused_loss._HeadCrossEntropy, "apply", lambda *a: calls.append(1) or real(*a)
+    )
+    halves = fast_losses(batches, grad_accum=2)
+    assert len(calls) == 2 * len(batches), "--grad-accum 2 must run the fused head+loss per half"
+    assert_tensor_equal(
+        torch.tensor(halves),
+        torch.tensor(whole),
+        name="per-step losses with --grad-accum 2",
+        why="each half's mean loss weighted by its share of the counted targets is the batch's",
+        atol=0.0,
+        rtol=1e-5,
+    )
 
 
 # --- KV-cache generation ---------------------------------------------------------------------
@@ -251,7 +286,7 @@ def test_generate_cached_greedy_equals_reference_and_book(ref, tiny_models, prom
     ctx = cfg["context_length"]
     expected = ref.generate(model, idx, new_tokens, ctx)
     assert_tensor_equal(
-        fast.generate_cached(model, idx, new_tokens, ctx),
+        kv_cache.generate_cached(model, idx, new_tokens, ctx),
         expected,
         name="greedy tokens",
         why=WHY_CACHE,
@@ -259,7 +294,7 @@ def test_generate_cached_greedy_equals_reference_and_book(ref, tiny_models, prom
     book_expected = book5.generate(book_model, idx, new_tokens, ctx)
     assert_tensor_equal(book_expected, expected, name="book's tokens (same weights)")
     assert_tensor_equal(
-        fast.generate_cached(book_model, idx, new_tokens, ctx),
+        kv_cache.generate_cached(book_model, idx, new_tokens, ctx),
         book_expected,
         name="greedy tokens on the book's GPTModel",
         why=WHY_CACHE,
@@ -270,7 +305,7 @@ def test_generate_cached_batch_of_two(ref, tiny_models):
     cfg, model, _ = tiny_models
     idx = prompt(6, batch=2)
     expected = ref.generate(model, idx, 10, cfg["context_length"])
-    actual = fast.generate_cached(model, idx, 10, cfg["context_length"])
+    actual = kv_cache.generate_cached(model, idx, 10, cfg["context_length"])
     assert_tensor_equal(actual, expected, name="greedy tokens (batch 2)", why=WHY_CACHE)
 
 
@@ -284,14 +319,14 @@ def test_generate_cached_stops_at_eos_like_the_book(ref, tiny_models):
     expected = ref.generate(model, idx, 15, ctx, eos_id=eos)
     assert_equal(expected.shape[1], 5 + stop, name="reference stop position")
     assert_tensor_equal(
-        fast.generate_cached(model, idx, 15, ctx, eos_id=eos),
+        kv_cache.generate_cached(model, idx, 15, ctx, eos_id=eos),
         expected,
         name="tokens up to eos",
         why="the book stops without appending eos (§7.5)",
     )
     book_tokens = book5.generate(book_model, idx, 15, ctx, eos_id=eos)
     assert_tensor_equal(
-        fast.generate_cached(book_model, idx, 15, ctx, eos_id=eos),
+        kv_cache.generate_cached(book_model, idx, 15, ctx, eos_id=eos),
         book_tokens,
         name="tokens up to eos (book's generate)",
     )
@@ -306,7 +341,7 @@ def test_generate_cached_sampling_matches_reference_under_the_same_seed(
     torch.manual_seed(123)
     expected = ref.generate(model, idx, 15, ctx, temperature=temperature, top_k=top_k)
     torch.manual_seed(123)
-    actual = fast.generate_cached(model, idx, 15, ctx, temperature=temperature, top_k=top_k)
+    actual = kv_cache.generate_cached(model, idx, 15, ctx, temperature=temperature, top_k=top_k)
     assert_tensor_equal(
         actual,
         expected,
@@ -318,34 +353,38 @@ def test_generate_cached_sampling_matches_reference_under_the_same_seed(
 # --- clear errors ----------------------------------------------------------------------------
 
 
-def test_bad_autocast_name_is_named():
-    with pytest.raises(ValueError, match=r"autocast='fp8'.*bf16"):
-        fast.FastOptions(autocast="fp8")
-    assert fast.FastOptions(autocast="bf16").autocast_dtype is torch.bfloat16
+def test_the_backend_decides_precision_once():
+    with pytest.raises(ValueError, match=r"precision='fp8'.*bf16"):
+        make_backend("cpu", precision="fp8")
+    with pytest.raises(ValueError, match="cannot train in bf16"):
+        make_backend("cpu", exact=True, precision="bf16")
+    assert make_backend("cpu", precision="bf16").autocast_dtype is torch.bfloat16
+    assert make_backend("cpu", exact=True).autocast_dtype is None
+    assert make_backend("cpu", precision="fp32").autocast_dtype is None
 
 
 def test_model_without_book_layout_is_refused():
     with pytest.raises(ValueError, match="no attention module with the book's layout"):
-        fast.use_fused_attention(nn.Sequential(nn.Linear(4, 4)))
+        fused.use_fused_attention(nn.Sequential(nn.Linear(4, 4)))
     with pytest.raises(ValueError, match=r"model \(Linear\) lacks .*tok_emb"):
-        fast.generate_cached(nn.Linear(4, 4), torch.zeros(1, 3, dtype=torch.long), 2, 8)
+        kv_cache.generate_cached(nn.Linear(4, 4), torch.zeros(1, 3, dtype=torch.long), 2, 8)
 
 
 def test_bad_generation_input_is_named(tiny_models):
     cfg, model, _ = tiny_models
     with pytest.raises(ValueError, match="no tokens"):
-        fast.generate_cached(model, torch.zeros(1, 0, dtype=torch.long), 3, 8)
+        kv_cache.generate_cached(model, torch.zeros(1, 0, dtype=torch.long), 3, 8)
     with pytest.raises(ValueError, match=r"\(batch, tokens\)"):
-        fast.generate_cached(model, torch.zeros(5, dtype=torch.long), 3, 8)
+        kv_cache.generate_cached(model, torch.zeros(5, dtype=torch.long), 3, 8)
     with pytest.raises(ValueError, match="exceeds the model's 24 positions"):
-        fast.generate_cached(model, torch.zeros(1, 3, dtype=torch.long), 3, 1024)
+        kv_cache.generate_cached(model, torch.zeros(1, 3, dtype=torch.long), 3, 1024)
     with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50257\)"):
-        fast.generate_cached(model, torch.tensor([[1, 60000]]), 3, 8)
+        kv_cache.generate_cached(model, torch.tensor([[1, 60000]]), 3, 8)
 
 
 def test_loss_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"logits of shape \(2, 3, 5\).*targets of shape \(2, 4\)"):
-        fast.loss_of_logits(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+        fused_loss.loss_of_logits(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
 
 
 # --- the output head fused with the loss --------------------------------------------------------
@@ -358,7 +397,7 @@ WHY_HEAD_LOSS = (
 
 @pytest.mark.parametrize("chunk", [7, 128])
 def test_head_loss_and_gradients_equal_the_books(monkeypatch, chunk):
-    monkeypatch.setattr(fast, "HEAD_CHUNK", chunk)  # 7: several chunks, one of them partial
+    monkeypatch.setattr(fused_loss, "HEAD_CHUNK", chunk)  # 7: several chunks, one of them partial
     book = seeded(GPTModel, tiny_cfg())
     mine = copy.deepcopy(book)
     torch.manual_seed(1)
@@ -367,7 +406,7 @@ def test_head_loss_and_gradients_equal_the_books(monkeypatch, chunk):
     targets[0, 4:] = -100  # padding, as the book's collate (§7.3): not counted
     expected = book5.calc_loss_batch(inputs, targets, book, "cpu")
     (expected * 3).backward()  # a gradient other than 1 flows back
-    actual = fast.calc_loss_batch(inputs, targets, mine, "cpu")
+    actual = fused_loss.calc_loss_batch(inputs, targets, mine, "cpu")
     (actual * 3).backward()
     assert_close(actual.item(), expected.item(), name="loss", why=WHY_HEAD_LOSS, atol=1e-5)
     for (name, p), q in zip(book.named_parameters(), mine.parameters()):
@@ -380,9 +419,9 @@ def test_head_loss_under_bf16_autocast_stays_close():
     model = seeded(GPTModel, tiny_cfg())
     torch.manual_seed(1)
     inputs, targets = torch.randint(0, 50257, (2, 9)), torch.randint(0, 50257, (2, 9))
-    expected = fast.calc_loss_batch(inputs, targets, model, "cpu").item()
+    expected = fused_loss.calc_loss_batch(inputs, targets, model, "cpu").item()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        actual = fast.calc_loss_batch(inputs, targets, model, "cpu")
+        actual = fused_loss.calc_loss_batch(inputs, targets, model, "cpu")
     actual.backward()
     assert actual.dtype == torch.float32
     assert abs(actual.item() - expected) / expected < 0.01, (actual.item(), expected)
@@ -392,10 +431,10 @@ def test_head_loss_under_bf16_autocast_stays_close():
 def test_head_loss_falls_back_for_a_head_it_cannot_fuse():
     model = seeded(GPTModel, tiny_cfg())
     model.out_head = nn.Linear(64, 50257, bias=True)  # not the book's bias-free head
-    assert not fast.has_plain_head(model)
+    assert not fused_loss.has_plain_head(model)
     inputs = torch.randint(0, 50257, (1, 5))
     expected = book5.calc_loss_batch(inputs, inputs, model, "cpu")
-    actual = fast.calc_loss_batch(inputs, inputs, model, "cpu").item()
+    actual = fused_loss.calc_loss_batch(inputs, inputs, model, "cpu").item()
     assert_close(actual, expected.item(), name="loss", atol=1e-5)
 
 
@@ -413,9 +452,11 @@ def test_fast_loss_loader_equals_the_books(num_batches):
     batches = [(torch.randint(0, 50257, (2, 6)), torch.randint(0, 50257, (2, 6))) for _ in range(3)]
     batches[1][1][0, 3:] = -100  # padding is not counted, as the book's collate (§7.3)
     expected = book5.calc_loss_loader(batches, model, "cpu", num_batches=num_batches)
-    actual = fast.calc_loss_loader(loader_of(batches), model, "cpu", num_batches=num_batches)
+    actual = fused_loss.calc_loss_loader(loader_of(batches), model, "cpu", num_batches=num_batches)
     assert_close(actual, expected, name="mean loss", why=WHY_HEAD_LOSS, atol=1e-5)
-    assert fast.calc_loss_loader([], model, "cpu") != fast.calc_loss_loader([], model, "cpu")
+    assert fused_loss.calc_loss_loader([], model, "cpu") != fused_loss.calc_loss_loader(
+        [], model, "cpu"
+    )
 
 
 def test_fast_evaluate_model_equals_the_books_and_restores_training_mode():
@@ -425,7 +466,7 @@ def test_fast_evaluate_model_equals_the_books_and_restores_training_mode():
     val = [(torch.randint(0, 50257, (1, 7)), torch.randint(0, 50257, (1, 7)))]
     model.train()
     expected = book5.evaluate_model(model, train, val, "cpu", eval_iter=2)
-    actual = fast.evaluate_model(model, train, val, "cpu", eval_iter=2)
+    actual = fused_loss.evaluate_model(model, train, val, "cpu", eval_iter=2)
     assert model.training, "evaluate_model must give the model back in training mode"
     for name, a, e in zip(("train loss", "val loss"), actual, expected):
         assert_close(a, e, name=name, why=WHY_HEAD_LOSS, atol=1e-5)
@@ -439,16 +480,16 @@ def test_transposed_linears_compute_the_layers_output_and_follow_weight_changes(
     layer, x = nn.Linear(16, 24), torch.randn(3, 1, 16)
     with torch.no_grad():
         expected = layer(x)
-        assert fast._TRANSPOSED is None
-        with fast.transposed_linears():
-            assert_tensor_equal(fast.linear_call(layer, x), expected, name="output", atol=1e-6)
-            assert set(fast._TRANSPOSED) == {layer}, "the copy is made at first use and kept"
+        assert kv_cache._TRANSPOSED is None
+        with kv_cache.transposed_linears():
+            assert_tensor_equal(kv_cache.linear_call(layer, x), expected, name="output", atol=1e-6)
+            assert set(kv_cache._TRANSPOSED) == {layer}, "the copy is made at first use and kept"
             layer.weight.mul_(2)  # changed in place: the stale copy must not be used
-            assert_tensor_equal(fast.linear_call(layer, x), layer(x), name="output", atol=1e-6)
-            with fast.transposed_linears():  # nested: the outer block's copies serve
-                assert set(fast._TRANSPOSED) == {layer}
-            assert fast._TRANSPOSED is not None
-        assert fast._TRANSPOSED is None, "the copies are freed when the outermost block ends"
+            assert_tensor_equal(kv_cache.linear_call(layer, x), layer(x), name="output", atol=1e-6)
+            with kv_cache.transposed_linears():  # nested: the outer block's copies serve
+                assert set(kv_cache._TRANSPOSED) == {layer}
+            assert kv_cache._TRANSPOSED is not None
+        assert kv_cache._TRANSPOSED is None, "the copies are freed when the outermost block ends"
 
 
 class Doubled(nn.Linear):
@@ -459,12 +500,12 @@ class Doubled(nn.Linear):
 def test_transposed_linears_leave_gradients_and_other_layers_alone():
     torch.manual_seed(5)
     layer, x = nn.Linear(8, 4), torch.randn(2, 8)
-    with fast.transposed_linears():
-        fast.linear_call(layer, x).sum().backward()  # grad enabled: the layer itself runs
-        assert layer.weight.grad is not None and not fast._TRANSPOSED
+    with kv_cache.transposed_linears():
+        kv_cache.linear_call(layer, x).sum().backward()  # grad enabled: the layer itself runs
+        assert layer.weight.grad is not None and not kv_cache._TRANSPOSED
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            assert fast.linear_call(layer, x).dtype == torch.bfloat16  # autocast's own way
-            assert not fast._TRANSPOSED
+            assert kv_cache.linear_call(layer, x).dtype == torch.bfloat16  # autocast's own way
+            assert not kv_cache._TRANSPOSED
         with torch.no_grad():  # a subclass (LoRA's, say) has its own forward: it is called
-            assert torch.equal(fast.linear_call(Doubled(8, 4), x), torch.full((2, 4), 2.0))
-            assert not fast._TRANSPOSED
+            assert torch.equal(kv_cache.linear_call(Doubled(8, 4), x), torch.full((2, 4), 2.0))
+            assert not kv_cache._TRANSPOSED

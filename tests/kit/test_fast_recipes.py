@@ -1,4 +1,4 @@
-"""Fast by default: the recipes train through `ftkit.engine.fast`; `--exact` runs the book's code.
+"""Fast by default: the recipes train through the fast `Backend` (`ftkit.engine.backend`); `--exact` runs the book's code.
 
 On the tiny random-init model with a few entries: the fast path in float32 gives the
 book path's losses to 1e-5 relative, bf16 runs and is recorded, the saved model loads
@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from ftkit.cli import main
-from ftkit.engine import fast
+from ftkit.engine import precision
+from ftkit.presets import get_config
 from ftkit.recipes import classify
 from ftkit.recipes import instruct as recipe
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,11 +78,11 @@ def test_instruct_bf16_runs_and_is_recorded(exact_run, tmp_path):
 
 
 def test_auto_precision_follows_the_hardware():
-    assert fast.resolve_precision("auto", "cpu", exact=True) == "fp32"
-    assert fast.resolve_precision("fp32", "cpu") == "fp32"
-    assert fast.resolve_precision("auto", "cpu") in ("bf16", "fp32")
+    assert precision.resolve_precision("auto", "cpu", exact=True) == "fp32"
+    assert precision.resolve_precision("fp32", "cpu") == "fp32"
+    assert precision.resolve_precision("auto", "cpu") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="--exact"):
-        fast.resolve_precision("bf16", "cpu", exact=True)
+        precision.resolve_precision("bf16", "cpu", exact=True)
 
 
 def test_resume_refuses_to_mix_the_exact_and_fast_paths(exact_run, tmp_path):
@@ -111,7 +112,7 @@ def test_cli_exact_flag_is_recorded(tmp_path, capsys):
 
 
 def test_fast_sample_prints_the_books_sample(capsys):
-    from ftkit.engine.trainer import print_sample_cached
+    from ftkit.engine.kv_cache import print_sample_cached
     from ftkit.io.tokenizer import get_tokenizer
     from reference.training import generate_and_print_sample
 

@@ -144,8 +144,9 @@ def test_missing_tensorflow_names_the_tf_extra(monkeypatch, tmp_path):
 
 
 def openai_rows(out: str) -> dict[str, list[str]]:
-    """`ftkit weights list`'s first table (OpenAI's files, the table it always printed), by size."""
-    table = out.split("\n\n")[0].splitlines()
+    """`ftkit weights list`'s first table (OpenAI's files, under its title), by size."""
+    title, *table = out.split("\n\n")[0].splitlines()
+    assert title.startswith("openai: ")  # every table names its source
     assert table[0].split() == ["size", "files", "MB", "folder"]
     return {line.split()[0]: line.split() for line in table[1:]}
 

@@ -12,6 +12,7 @@ import torch
 
 from ftkit.asserts import assert_tensor_equal
 from ftkit.io import hf
+from ftkit.presets import get_config
 
 transformers = pytest.importorskip("transformers", reason="needs the hf extra")
 
@@ -36,7 +37,7 @@ def tiny_hf_config():
 
 
 def tiny_cfg(ref):
-    return ref.get_config("tiny", context_length=128)
+    return get_config("tiny", context_length=128)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_hf_state_dict_has_every_hf_parameter(ref, our_model, hf_model):
 
 
 def test_hf_state_dict_with_more_blocks_than_cfg_is_rejected(ref, hf_model):
-    cfg = ref.get_config("tiny", context_length=128, n_layers=1)
+    cfg = get_config("tiny", context_length=128, n_layers=1)
     with pytest.raises(ValueError, match=r"h\.1\..*n_layers"):
         hf.from_hf_state_dict(hf_model.state_dict(), cfg)
 

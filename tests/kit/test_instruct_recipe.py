@@ -155,19 +155,20 @@ def test_exercise_7_1_phi3_prompt_is_used_end_to_end(tmp_path, monkeypatch):
     assert "### Instruction" not in text, "phi3 style must not contain the Alpaca headers"
 
     seen = {}
+    from ftkit.engine.backend import Backend
     from ftkit.recipes import runtime
 
-    real_steps, real_fit = recipe.next_token_steps, runtime.fit
+    real_steps, real_fit = Backend.next_token_steps, runtime.fit
 
-    def steps_spy(tokenizer, start_context, **options):
+    def steps_spy(self, tokenizer, start_context, **options):
         seen["start_context"] = start_context
-        return real_steps(tokenizer, start_context, **options)
+        return real_steps(self, tokenizer, start_context, **options)
 
     def fit_spy(*args, **kwargs):
         seen["first_batch"] = next(iter(args[1]))[0]
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(recipe, "next_token_steps", steps_spy)
+    monkeypatch.setattr(Backend, "next_token_steps", steps_spy)
     monkeypatch.setattr(runtime, "fit", fit_spy)
     result = recipe.finetune(tmp_path, epochs=1, style="phi3", say=quiet, **QUICK)
     val_first = split_data(load_instruction_data()[:LIMIT])[2][0]

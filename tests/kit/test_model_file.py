@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ftkit.io.model_file import load_saved_model
-from reference.model import GPTModel, get_config
+from ftkit.presets import get_config
+from reference.model import GPTModel
 
 
 def saved_tiny(tmp_path) -> tuple[nn.Module, object]:

@@ -11,9 +11,10 @@ from torch import nn
 from ftkit.asserts import assert_equal
 from ftkit.engine.respond import write_test_responses
 from ftkit.io.tokenizer import get_tokenizer
+from ftkit.presets import get_config
 from reference.generation import generate, text_to_token_ids, token_ids_to_text
 from reference.instruction_data import format_input
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 MAX_NEW = 2
 

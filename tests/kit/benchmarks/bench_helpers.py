@@ -15,8 +15,9 @@ from functools import cache
 import pytest
 import torch
 
-from ftkit.engine.fast import prepare_fast
-from reference.model import GPTModel, get_config
+from ftkit.engine.fused import fuse_model
+from ftkit.presets import get_config
+from reference.model import GPTModel
 
 SIZES = ("tiny", "gpt2-small", "gpt2-medium")
 DEVICES = ("cpu", "cuda", "mps")
@@ -128,9 +129,9 @@ def build_model(size: str, path: str, device: str):
     cfg = get_config(size)
     torch.manual_seed(123)
     if path == "book":
-        from tests.book_package import book_module
+        from book_package import book_module
 
         model = book_module("ch04").GPTModel(cfg)
     else:
-        model = prepare_fast(GPTModel(cfg))
+        model = fuse_model(GPTModel(cfg))
     return model.to(device), cfg

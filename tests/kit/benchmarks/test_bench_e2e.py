@@ -26,9 +26,10 @@ import pytest
 import torch
 from bench_helpers import cases, device_name, env_int
 
+from ftkit.presets import get_config
 from ftkit.recipes import instruct, runtime
 from ftkit.recipes.respond import respond
-from reference.model import GPTModel, get_config
+from reference.model import GPTModel
 
 PATHS = ("exact", "fast")
 TRAINED: dict[tuple[str, str], object] = {}  # (device, size) -> folder holding a fine-tuned model

@@ -1,4 +1,4 @@
-"""Generation benchmarks: the book's `generate` (book §5.3) vs `ftkit.engine.fast.generate_cached`.
+"""Generation benchmarks: the book's `generate` (book §5.3) vs `ftkit.engine.kv_cache.generate_cached`.
 
 Greedy decoding of FTKIT_BENCH_NEW_TOKENS (default 256) new tokens after the first test
 entry's Alpaca prompt, on a seed-123 random-init model in eval mode. With timing disabled
@@ -11,7 +11,7 @@ import pytest
 import torch
 from bench_helpers import build_model, cases, device_name, env_int
 
-from ftkit.engine.fast import generate_cached
+from ftkit.engine.kv_cache import generate_cached
 
 GENERATORS = ("book", "kv-cache")
 
@@ -31,7 +31,7 @@ def prompt_ids(device: str) -> torch.Tensor:
     cases(GENERATORS, repeats=env_int("FTKIT_BENCH_GEN_REPEATS", 2)),
 )
 def test_generate(benchmark, device, size, repeat, path):
-    from tests.book_package import book_module
+    from book_package import book_module
 
     generate = book_module("ch05").generate
 

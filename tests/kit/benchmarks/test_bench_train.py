@@ -2,8 +2,9 @@
 
 One round = one step (forward, loss, backward, AdamW update) on the epoch's median-length
 batch (batch 8, real padding). Book path: `llms_from_scratch.ch04.GPTModel`, plain
-`torch.optim.AdamW` and the book's `calc_loss_batch`. Fast paths: `ftkit.engine.fast`
-(fused attention + fused AdamW, in float32 or under bf16 autocast). All start from the
+`torch.optim.AdamW` and the book's `calc_loss_batch`. Fast paths: the recipes' own
+step (`ftkit.engine.trainer.train_step` with the fast `Backend`'s model, fused AdamW and
+fused head+loss, in float32 or under bf16 autocast). All start from the
 same seed-123 weights, so their per-step losses (in `extra_info["losses"]`) compare.
 """
 
@@ -24,10 +25,27 @@ from bench_helpers import (
 )
 
 from ftkit.bench import train_flops_per_token
-from ftkit.engine.fast import make_optimizer, train_step
+from ftkit.engine.backend import make_backend
+from ftkit.engine.distributed import Dist
+from ftkit.engine.trainer import train_step
 
 LR, WEIGHT_DECAY = 5e-5, 0.1  # the book's §7.6 settings
 WARMUP = 1  # the first step allocates gradients and optimizer state
+
+
+def fast_step(path: str, device: str):
+    """The recipes' training step on the fast backend (`path` "fast-fp32" or "fast-bf16")."""
+    backend = make_backend(device, precision="bf16" if path == "fast-bf16" else "fp32")
+    one_process = Dist(device=backend.device)
+
+    def step(model, optimizer, inputs, targets) -> float:
+        pieces = one_process.micro_batches(model, inputs, targets)
+        loss = train_step(
+            model, optimizer, pieces, backend.calc_loss_batch, device, backend.autocast
+        )
+        return loss.item()
+
+    return backend, step
 
 
 def book_step(model, optimizer, inputs, targets) -> float:
@@ -57,11 +75,11 @@ def test_train_step(benchmark, real_batches, device, size, repeat, path):
         def step():
             return book_step(model, optimizer, inputs, targets)
     else:
-        optimizer = make_optimizer(model, LR, WEIGHT_DECAY, fused=True)
-        dtype = torch.bfloat16 if path == "fast-bf16" else None
+        backend, fast = fast_step(path, device)
+        optimizer = backend.optimizer(model, lr=LR, weight_decay=WEIGHT_DECAY)
 
         def step():
-            return train_step(model, optimizer, inputs, targets, autocast_dtype=dtype)
+            return fast(model, optimizer, inputs, targets)
 
     losses = []
 
@@ -98,12 +116,13 @@ def test_bf16_loss_after_20_steps(benchmark, real_batches, size):
     final = {}
 
     def run():
-        for dtype in (None, torch.bfloat16):
-            model, _ = build_model(size, "fast-fp32", "cpu")
-            optimizer = make_optimizer(model, LR, WEIGHT_DECAY)
+        for path in ("fast-fp32", "fast-bf16"):
+            model, _ = build_model(size, path, "cpu")
+            backend, fast = fast_step(path, "cpu")
+            optimizer = backend.optimizer(model, lr=LR, weight_decay=WEIGHT_DECAY)
             for inputs, targets in batches[:steps]:
-                loss = train_step(model, optimizer, inputs, targets, autocast_dtype=dtype)
-            final["bf16" if dtype else "fp32"] = loss
+                loss = fast(model, optimizer, inputs, targets)
+            final[path.removeprefix("fast-")] = loss
             del model, optimizer
 
     benchmark.pedantic(run, rounds=1)
