@@ -121,7 +121,7 @@ ERROR_LESSONS: list[tuple[str, str, str]] = [
     (
         "",
         r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)",
-        "a Linear layer got inputs of width {2} but its weight expects {3}: a layer's "
+        "a Linear layer got inputs of width {1} but its weight expects {2}: a layer's "
         "in_features must equal the width of what it is given (the classification head: "
         "Linear(emb_dim, num_classes))",
     ),
