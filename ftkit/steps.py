@@ -1055,3 +1055,89 @@ def explained(describe: Callable[[], str | None]) -> Iterator[None]:
         if not text:
             raise
         raise AssertionError(f"{text}\n{err}") from None
+
+
+# --- the feed-forward (§4.3), evaluate_model (§5.2), split_data (§7.2) -------------------------
+
+
+def describe_feedforward(module: nn.Module, emb_dim: int) -> str | None:
+    """What the learner's §4.3 `FeedForward` puts between its two Linear layers, if not GELU."""
+    pairs = linear_weights(module)
+    if len(pairs) != 2:
+        return None
+    x = torch.linspace(-3, 3, 4 * emb_dim).reshape(2, 2, emb_dim)
+    with torch.no_grad():
+        out = module(x)
+        hidden = _lin(x, pairs[0])
+        c = math.sqrt(2 / math.pi)
+        tanh_gelu = 0.5 * hidden * (1 + torch.tanh(c * (hidden + 0.044715 * hidden**3)))
+        if close(out, _lin(tanh_gelu, pairs[1])):
+            return None
+        hypotheses = {
+            "has no activation between its two Linear layers; the book puts GELU between "
+            "them": hidden,
+            "uses ReLU between its two Linear layers; the book uses GELU": torch.relu(hidden),
+            "uses the exact (erf) GELU; the book uses the tanh approximation": (
+                torch.nn.functional.gelu(hidden)
+            ),
+        }
+        found = [k for k, v in hypotheses.items() if close(out, _lin(v, pairs[1]))]
+    return _which(found, "your FeedForward")
+
+
+class _ModeProbe(nn.Module):
+    """A `_Table` that records its mode (train or eval) and each batch it is given."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.table = _Table(classes)
+        self.seen: list[tuple[bool, torch.Tensor]] = []
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        self.seen.append((self.training, idx))
+        return self.table(idx)
+
+
+def describe_evaluate(evaluate_model: Callable, *, classes: int, per_token: bool) -> str | None:
+    """How the learner's `evaluate_model` departs from §5.2/§6.7: mode, loaders, mode after."""
+    train = _loader((4, 4), classes, per_token)
+    val = [(x.flip(0), y.flip(0)) for x, y in _loader((4, 4), classes, per_token)[::-1]]
+    model = _ModeProbe(classes).train()
+    with torch.no_grad():
+        evaluate_model(model, train, val, "cpu", 1)
+    if any(training for training, _ in model.seen):
+        return (
+            "your evaluate_model scores the loaders with the model in training mode (dropout "
+            "on); the book calls model.eval() before scoring"
+        )
+    if not any(torch.equal(idx, val[0][0]) for _, idx in model.seen):
+        return (
+            "your evaluate_model never reads val_loader: its second loss comes from another "
+            "loader (the training loader twice?); the book scores val_loader for it"
+        )
+    if not model.training:
+        return (
+            "your evaluate_model leaves the model in eval mode (dropout stays off for the rest "
+            "of training); the book calls model.train() before returning"
+        )
+    return None
+
+
+def describe_split(split_data: Callable) -> str | None:
+    """Which part of §7.2's (train, test, validation) split the learner's returns where."""
+    data = list(range(100))
+    parts = [list(p) for p in split_data(data)]
+    book = [data[:85], data[85:95], data[95:]]
+    if parts == book:
+        return None
+    if parts == [book[0], book[2], book[1]]:
+        return (
+            "your split returns (train, validation, test); the book returns "
+            "(train_data, test_data, val_data): the test portion second, the rest last"
+        )
+    sizes, want = [len(p) for p in parts], [len(p) for p in book]
+    if sorted(sizes) == sorted(want) and sizes != want:
+        return (
+            f"your split's parts have {sizes} items, the book's {want}: (train, test, validation)"
+        )
+    return None

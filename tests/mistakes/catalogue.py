@@ -123,7 +123,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "            GELU(),\n",
         "            nn.ReLU(),\n",
-        "GELU",
+        ("GELU", "ReLU"),
         "ReLU instead of GELU",
     ),
     M(
@@ -322,7 +322,7 @@ CATALOGUE: list[Mistake] = [
         "generation",
         "min_val = top_logits[:, -1:]",
         "min_val = top_logits[:, :1]",
-        ("top_k", "top-k"),
+        ("top_k", "top-k", "from the largest logit"),
         "threshold at the largest logit instead of the k-th",
     ),
     M(
@@ -331,7 +331,7 @@ CATALOGUE: list[Mistake] = [
         "generation",
         "logits = logits / temperature",
         "logits = logits * temperature",
-        "temperature",
+        ("temperature", "multiplied by the temperature"),
         "logits multiplied by the temperature",
     ),
     M(
@@ -395,7 +395,7 @@ CATALOGUE: list[Mistake] = [
         "training",
         "    model.eval()\n    with torch.no_grad():\n        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)",
         "    with torch.no_grad():\n        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)",
-        ("eval", "dropout"),
+        ("eval", "dropout", "dropout on"),
         "evaluated with dropout on",
     ),
     M(
@@ -404,7 +404,7 @@ CATALOGUE: list[Mistake] = [
         "training",
         "    model.train()\n    return train_loss, val_loss",
         "    return train_loss, val_loss",
-        ("train",),
+        ("train", "leaves the model in eval mode"),
         "model left in eval mode",
     ),
     M(
@@ -413,7 +413,7 @@ CATALOGUE: list[Mistake] = [
         "training",
         "val_loss = calc_loss_loader(val_loader, model",
         "val_loss = calc_loss_loader(train_loader, model",
-        ("val",),
+        ("val", "never reads val_loader"),
         "validation loss computed on the training loader",
     ),
     M(
@@ -776,7 +776,7 @@ CATALOGUE: list[Mistake] = [
         "instruction_data",
         "return train_data, test_data, val_data",
         "return train_data, val_data, test_data",
-        ("test", "order", "validation"),
+        ("test", "order", "validation", "(train, validation, test)"),
         "returns (train, val, test)",
     ),
     M(
@@ -1156,7 +1156,7 @@ NEW_VARIANTS: list[Mistake] = [
         "model",
         "            GELU(),\n",
         "",
-        ("GELU", "activation"),
+        ("GELU", "activation", "no activation"),
         "forgot the activation between the two layers",
     ),
     M(
