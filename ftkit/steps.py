@@ -895,6 +895,8 @@ def describe_loss_loader(
         "divides by len(data_loader) even when num_batches is smaller; the book divides by "
         "num_batches": [sum(losses) / 3, sum(losses[:2]) / 3],
         "ignores num_batches (averages every batch)": [sum(losses) / 3, sum(losses) / 3],
+        "adds every batch's loss, ignoring num_batches in the loop, then divides by "
+        "num_batches; the book stops after num_batches batches": [sum(losses) / 3, sum(losses) / 2],
         "sums the batch losses without dividing by num_batches": [sum(losses), sum(losses[:2])],
     }
     found = [

@@ -197,7 +197,7 @@ CATALOGUE: list[Mistake] = [
         "model",
         "x = x + self.drop_shortcut(self.ff(self.norm2(x)))",
         "x = self.drop_shortcut(self.ff(self.norm2(x)))",
-        ("shortcut", "ff"),
+        ("shortcut", "ff", "no shortcut around the feed-forward"),
         "no shortcut around the feed-forward",
     ),
     M(
@@ -377,7 +377,7 @@ CATALOGUE: list[Mistake] = [
         "training",
         "return total_loss / num_batches",
         "return total_loss / len(data_loader)",
-        ("num_batches", "average", "mean"),
+        ("num_batches", "average", "mean", "len(data_loader)"),
         "average over all batches of the loader",
     ),
     M(
@@ -386,7 +386,7 @@ CATALOGUE: list[Mistake] = [
         "training",
         "        if i < num_batches:\n            loss = calc_loss_batch",
         "        if True:\n            loss = calc_loss_batch",
-        "num_batches",
+        ("num_batches", "ignoring num_batches in the loop"),
         "num_batches not honoured",
     ),
     M(
@@ -889,7 +889,7 @@ CATALOGUE: list[Mistake] = [
         "evaluation",
         '        response_text = response_text.replace(header, "")\n',
         "        pass\n",
-        ("Response",),
+        ("Response", "header"),
         "### Response: header kept",
     ),
     M(
