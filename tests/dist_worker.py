@@ -64,7 +64,8 @@ def train(dist: Dist, out: Path, epochs: int, resume: bool, record: list | None 
         from ftkit.engine.trainer import restore_checkpoint
 
         history = restore_checkpoint(load_checkpoint(checkpoint, {}, ()), gpt, optimizer, dist)
-    backend = make_backend(dist.device, exact=True)  # the book's code, float32
+    # the book's code in float32; FAST=1: the fast path's loss (the head fused with it), fp32
+    backend = make_backend(dist.device, exact=os.environ.get("FAST") != "1", precision="fp32")
     steps = backend.next_token_steps(get_tokenizer(), "a", mean=dist.mean, plain=dist.plain)
     batches: list = []
     if record is not None:
@@ -164,6 +165,17 @@ def main(scenario: str, out: Path) -> None:
     with session("cpu", timeout_s=timeout) as dist:
         if scenario == "kill":
             train(dist, out / "full", 2, False, [])
+            return
+        if scenario == "fast":  # DDP on the fast path: the fused head+loss, never the logits
+            from ftkit.engine import fused_loss
+
+            def no_logits(*_args):
+                raise AssertionError("the fast path computed whole logits under DDP")
+
+            fused_loss.loss_of_logits = no_logits
+            results = {"ddp": check(replace(dist, grad_accum=2), out / "ddp")}
+            if dist.is_main:
+                (out / "result.json").write_text(json.dumps(results))
             return
         # One process group, both strategies: DDP with 2 micro-batches per step, FSDP without.
         results = {

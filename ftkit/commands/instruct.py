@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from ftkit.engine.launch import add_flags as add_distributed_flags
 from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.settings import add_flags, add_resume_alias, from_args
 
-ACTIONS = ("train", "respond", "judge", "all")
+STEPS = {
+    "train": "fine-tune GPT-2 on the instruction data and save the model (§7.2-7.6)",
+    "respond": "write the fine-tuned model's responses to the test set (§7.7)",
+    "judge": "score the responses with a local Ollama judge model (§7.8)",
+    "all": "train, respond and judge in a row (every step's flags)",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,19 +30,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "training from its last epoch checkpoint (--restart starts over), responses and "
         "scores from the entries not yet done.",
     )
-    parser.action_dest = "action"  # argparse errors show `usage: ftkit instruct train ...`
-    parser.add_argument("action", choices=ACTIONS, help="what to run")
-    add_flags(parser, InstructConfig)
-    add_resume_alias(parser)
-    add_distributed_flags(parser)
-    parser.set_defaults(func=run)
+    sub = parser.add_subparsers(dest="action", metavar="{train,respond,judge,all}")
+    for action, help_text in STEPS.items():
+        step = sub.add_parser(action, help=help_text, description=help_text)
+        add_flags(step, InstructConfig, step=action)  # each subcommand its own flags
+        if action in ("train", "all"):
+            add_resume_alias(step)
+        if action != "judge":  # the judge is one HTTP client: no processes to start
+            add_distributed_flags(step)
+        step.set_defaults(func=run)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
 def run(args: argparse.Namespace) -> int:
     from ftkit.engine.distributed import session_from_args
     from ftkit.engine.launch import launch, launched
 
-    if args.nproc_per_node and not launched():  # the shortcut: start torchrun with these flags
+    if (
+        getattr(args, "nproc_per_node", None) and not launched()
+    ):  # the shortcut: start torchrun with these flags
         try:
             return launch(
                 args.argv,
@@ -92,24 +104,10 @@ def _run(args: argparse.Namespace, dist) -> int:
                 batch_size=config.respond_batch_size,
                 exact=config.exact,
             )
-        if not dist.is_main:
-            return 0  # the judge is one HTTP client: rank 0's
         if args.action in ("judge", "all"):
             step = "judge"
-            problem = respond.judge_unavailable(config.judge_url, config.judge_model)
-            if problem:
-                if args.action == "all":
-                    print(f"Skipping the judge step: {problem}")
-                    return 0
-                print(f"ftkit instruct judge: {problem}", file=sys.stderr)
-                return 1
-            respond.judge(
-                out,
-                url=config.judge_url,
-                judge_model=config.judge_model,
-                timeout=config.judge_timeout,
-                progress=config.progress,
-            )
+            # the judge is one HTTP client: rank 0's
+            return dist.on_main(judge_step, out, config, args.action) or 0
     except OutDirError as err:
         print(f"ftkit instruct {args.action}: {err}", file=sys.stderr)
         return 2
@@ -126,6 +124,27 @@ def _run(args: argparse.Namespace, dist) -> int:
         else:
             err.message = INTERRUPTED.get(step)
         raise
+    return 0
+
+
+def judge_step(out: Path, config: InstructConfig, action: str) -> int:
+    """Score the responses with the judge model (§7.8), or say why the judge is unavailable."""
+    from ftkit.recipes import respond
+
+    problem = respond.judge_unavailable(config.judge_url, config.judge_model)
+    if problem:
+        if action == "all":
+            print(f"Skipping the judge step: {problem}")
+            return 0
+        print(f"ftkit instruct judge: {problem}", file=sys.stderr)
+        return 1
+    respond.judge(
+        out,
+        url=config.judge_url,
+        judge_model=config.judge_model,
+        timeout=config.judge_timeout,
+        progress=config.progress,
+    )
     return 0
 
 

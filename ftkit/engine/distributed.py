@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as tdist
@@ -53,6 +53,8 @@ from ftkit.engine.launch import (  # noqa: F401 - per_rank_batch is part of this
     per_rank_batch,
 )
 from reference.collate import IGNORE_INDEX  # the book's padding target (§7.3)
+
+T = TypeVar("T")
 
 
 class DistributedError(RuntimeError):
@@ -93,6 +95,14 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
+def _comm_failure(err: BaseException) -> bool:
+    """Whether an error raised inside backward is a failed collective (not a bug in the step)."""
+    if isinstance(err, getattr(tdist, "DistError", ())):
+        return True
+    text = str(err).lower()
+    return any(word in text for word in ("gloo", "nccl", "timed out", "connection"))
+
+
 def _plain(model: nn.Module) -> nn.Module:
     # DDP hides the model's attributes (`pos_emb`, ...) behind `.module`; FSDP2 keeps them.
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -125,17 +135,49 @@ class Dist:
     def grouped(self) -> bool:
         return tdist.is_available() and tdist.is_initialized()
 
+    # -------------------------------------------------------------- who does the I/O
+
+    def shows(self, progress: bool) -> bool:
+        """Whether this rank shows a progress bar: rank 0's only, when asked for."""
+        return progress and self.is_main
+
+    def on_main(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`fn(...)` on rank 0 only (printing, writing, asking a server); None on the others."""
+        return fn(*args, **kwargs) if self.is_main else None
+
+    def main_writes(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`fn(...)` on rank 0, then every rank waits: what it wrote is whole before anyone reads."""
+        result = self.on_main(fn, *args, **kwargs)
+        self.barrier()
+        return result
+
+    def shares(
+        self, items: Sequence[T], per_rank: int, start: int = 0
+    ) -> Iterator[tuple[Sequence[T], Sequence[T]]]:
+        """Global batches of `per_rank * world` items from `start`: (the batch, this rank's slice).
+
+        Rank r takes the r-th `per_rank` items of each global batch, so the gathered answers in
+        rank order are the batch's own order, whatever the number of processes.
+        """
+        step = per_rank * self.world
+        for first in range(start, len(items), step):
+            batch = items[first : first + step]
+            yield batch, batch[self.rank * per_rank : (self.rank + 1) * per_rank]
+
     # -------------------------------------------------------------- collectives
 
     def _collective(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except Exception as err:  # gloo/nccl errors: say which rank and why it likely failed
-            raise DistributedError(
-                f"rank {self.rank}: {what} failed ({type(err).__name__}: {err}); another rank "
-                f"probably died or did not answer within {self.timeout_s:g} s (--dist-timeout); "
-                "the launcher's report names the rank that failed first"
-            ) from err
+            raise self._failed(what, err) from err
+
+    def _failed(self, what: str, err: BaseException) -> DistributedError:
+        return DistributedError(
+            f"rank {self.rank}: {what} failed ({type(err).__name__}: {err}); another rank "
+            f"probably died or did not answer within {self.timeout_s:g} s (--dist-timeout); "
+            "the launcher's report names the rank that failed first"
+        )
 
     def barrier(self) -> None:
         """Wait for every rank (after rank 0 wrote a file the others read)."""
@@ -239,7 +281,19 @@ class Dist:
         for j, ((inputs, targets), count) in enumerate(zip(chunks, counts, strict=True)):
             last = j == len(chunks) - 1
             sync = self._sync(model) if last else self._no_sync(model)
-            yield inputs, targets, self.world * count / max(total, 1), sync
+            yield inputs, targets, self.world * count / max(total, 1), self._reducing(sync)
+
+    @contextlib.contextmanager
+    def _reducing(self, sync: contextlib.AbstractContextManager) -> Iterator[None]:
+        # DDP/FSDP reduce gradients inside backward (hooks): a rank that died or went silent
+        # surfaces there as a raw gloo/nccl error, said here as the other collectives say it.
+        try:
+            with sync:
+                yield
+        except RuntimeError as err:
+            if not self.grouped or isinstance(err, DistributedError) or not _comm_failure(err):
+                raise
+            raise self._failed("all_reduce of the gradients", err) from err
 
     def seen(self) -> tuple[int, int]:
         """Tokens and examples of the last global batch (all ranks together), for the history's counts."""
@@ -395,10 +449,10 @@ def session(
 
 def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:
     """`session` with the flags of `add_flags` (and the run's `--device`)."""
-    return session(
+    return session(  # a subcommand without the flags (`instruct judge`): one process
         getattr(args, "device", "auto"),
-        strategy=args.strategy,
-        grad_accum=args.grad_accum,
-        backend=args.backend,
-        timeout_s=args.dist_timeout,
+        strategy=getattr(args, "strategy", "ddp"),
+        grad_accum=getattr(args, "grad_accum", 1),
+        backend=getattr(args, "backend", "auto"),
+        timeout_s=getattr(args, "dist_timeout", DEFAULT_TIMEOUT_S),
     )

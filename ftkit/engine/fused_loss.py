@@ -4,13 +4,16 @@
 give the book's values (ch. 5), computed with `_HeadCrossEntropy`: the 50,257-wide
 logits are made a chunk of rows at a time, so they are never stored whole in float32,
 for training and evaluation alike. A model whose head is not a plain bias-free linear
-layer (LoRA's), or whose forward must run whole (a DDP or FSDP wrapper), goes the book's
-way: logits, then `F.cross_entropy` in float32.
+layer (LoRA's), or whose forward must run whole (an FSDP-sharded model: its root gathers
+the head's weight inside its own forward), goes the book's way: logits, then
+`F.cross_entropy` in float32. Under DDP the head is fused too (`next_token_loss`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -106,22 +109,41 @@ def has_plain_head(model: nn.Module) -> bool:
     )
 
 
+@contextlib.contextmanager
+def _head_lifted(model: nn.Module) -> Iterator[nn.Linear]:
+    """The model's forward stops at the final norm while inside (its head is lent to the loss)."""
+    head = model.out_head
+    model.out_head = nn.Identity()
+    try:
+        yield head
+    finally:
+        model.out_head = head
+
+
 def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The book's next-token loss (§5.1) of `model` on a batch, its head fused with the loss.
 
     Runs the book's GPTModel forward (§4.6) up to the final norm, then `_HeadCrossEntropy`;
-    a model without a plain bias-free head (LoRA's, say) goes the book's way.
+    a model without a plain bias-free head (LoRA's, say) goes the book's way. Under DDP
+    the wrapper's own forward runs (it prepares the gradient reduction) with the head
+    lifted out, and the head's weight gets its gradient from the fused loss.
     """
-    if not has_plain_head(model):
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    if not has_plain_head(inner):
         return loss_of_logits(model(inputs), targets)
-    check_token_ids(inputs, model.pos_emb.num_embeddings, model.tok_emb.num_embeddings)
-    positions = torch.arange(inputs.shape[1], device=inputs.device)
-    x = model.drop_emb(model.tok_emb(inputs) + model.pos_emb(positions))
-    x = model.final_norm(model.trf_blocks(x))
+    check_token_ids(inputs, inner.pos_emb.num_embeddings, inner.tok_emb.num_embeddings)
+    if inner is not model:
+        with _head_lifted(inner) as head:
+            x = model(inputs)
+    else:
+        head = model.out_head
+        positions = torch.arange(inputs.shape[1], device=inputs.device)
+        x = model.drop_emb(model.tok_emb(inputs) + model.pos_emb(positions))
+        x = model.final_norm(model.trf_blocks(x))
     kind = inputs.device.type
     dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
     return _HeadCrossEntropy.apply(
-        x.flatten(0, 1), model.out_head.weight, targets.flatten(), dtype, torch.is_grad_enabled()
+        x.flatten(0, 1), head.weight, targets.flatten(), dtype, torch.is_grad_enabled()
     )
 
 

@@ -168,7 +168,7 @@ def write_test_responses(
             total=len(test_data),
             initial=len(done),
             desc="Generating responses",
-            disable=not (progress and dist.is_main),
+            disable=not dist.shows(progress),
         )
         # one set of transposed weight copies for every batch (the book's `generate`,
         # used with exact=True, never asks for them)
@@ -180,9 +180,7 @@ def write_test_responses(
         }
         per_rank = 1 if exact else batch_size
         with bar, transposed_linears():
-            for start in range(len(done), len(test_data), per_rank * dist.world):
-                entries = test_data[start : start + per_rank * dist.world]
-                mine = entries[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+            for entries, mine in dist.shares(test_data, per_rank, start=len(done)):
                 if exact:  # the book's loop: one entry at a time with its `generate` (§7.7)
                     replies = [answer(model, tokenizer, e, device, **options) for e in mine]
                 else:
@@ -191,12 +189,11 @@ def write_test_responses(
                     )
                 responses = [r for part in dist.gather(replies) for r in part]  # rank order
                 done += [{**e, "model_response": r} for e, r in zip(entries, responses)]
-                if dist.is_main:
-                    write_responses(out_path, done)
+                dist.on_main(write_responses, out_path, done)
                 bar.update(len(entries))
     finally:
         model.train(was_training)
-    if not test_data and dist.is_main:
-        write_responses(out_path, done)
+    if not test_data:
+        dist.on_main(write_responses, out_path, done)
     dist.barrier()  # the file is complete before any rank moves on
     return done

@@ -108,9 +108,13 @@ def save_checkpoint(
 
     dist = dist if dist is not None else Dist()
     model_state, optimizer_state = dist.full_state(model, optimizer)
-    if not dist.is_main:
-        dist.barrier()  # the file is whole before any rank goes on (and may read it)
-        return
+    # rank 0 writes; the file is whole before any rank goes on (and may read it)
+    dist.main_writes(_write_checkpoint, path, model_state, optimizer_state, history, settings)
+
+
+def _write_checkpoint(
+    path: Path, model_state: dict, optimizer_state: dict, history: History, settings: Mapping
+) -> None:
     state = {
         "version": CHECKPOINT_VERSION,
         "epoch": history.epochs_done - 1,  # the last finished epoch, 0-based
@@ -125,7 +129,6 @@ def save_checkpoint(
     # kit's own resume file goes without them (the model files users share keep them).
     with atomic_path(path) as tmp, serialization_config.patch({"save.compute_crc32": False}):
         torch.save(state, tmp)
-    dist.barrier()
 
 
 def load_checkpoint(path: Path, settings: Mapping[str, Any], keys: Collection[str]) -> dict:
@@ -308,7 +311,7 @@ def fit(
         return history
 
     started = time.time()
-    progress = progress and dist.is_main
+    progress = dist.shows(progress)
     for epoch in range(history.epochs_done, num_epochs):
         model.train()
         with tqdm(

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GPT2_SIZES = ("124M", "355M", "774M", "1558M")
 GPT2_FILES = (
@@ -107,15 +110,10 @@ GPT2_SETTINGS: dict[str, dict[str, int]] = {
     }.items()
 }
 
-SOURCES = ("hf", "openai", "book")
 # Hugging Face's safetensors: the one source whose reader installs wherever torch does
-# (TensorFlow does not on every Python/OS) and that loads no pickle.
+# (TensorFlow does not on every Python/OS) and that loads no pickle. The sources themselves
+# are the registry `SOURCES` below.
 DEFAULT_SOURCE = "hf"
-SOURCE_HELP = {
-    "hf": "Hugging Face safetensors (openai-community/gpt2*) at a pinned commit, no TensorFlow",
-    "openai": "OpenAI's TensorFlow checkpoint, 7 files as in the book (reading needs the tf extra)",
-    "book": "the book repository's converted PyTorch state dicts (.pth)",
-}
 
 
 def check_model_size(model_size: str) -> str:
@@ -216,6 +214,127 @@ def cached_gpt2_files(model_size: str, models_dir: str | os.PathLike | None = No
 # ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where one size's GPT-2 weights come from: how to fetch, list, verify and read them.
+
+    Every source's `read` gives the book's `(settings, params)` (§5.5), so the rest of
+    the kit never asks which source it was.
+    """
+
+    name: str
+    help: str
+    fetch: Callable[[str, Any, bool], Path]  # (size, models_dir, progress) -> folder
+    files: Callable[[str, Any], tuple[Path, list[str], int]]  # -> (folder, present, expected)
+    verify: Callable[[str, Any], list[tuple[str, str]]]  # -> (file, verdict) per file
+    read: Callable[[Path, str], tuple[dict, dict]]  # (folder, size) -> (settings, params)
+    needs: str | None = None  # the module its reader imports, when not always installed
+
+
+def _hf_fetch(size: str, models_dir, progress: bool) -> Path:
+    from ftkit.io.hf_hub import download_hf_gpt2
+
+    return download_hf_gpt2(size, models_dir, progress=progress)
+
+
+def _hf_files(size: str, models_dir) -> tuple[Path, list[str], int]:
+    from ftkit.io.hf_hub import HF_FILES, cached_hf_files, hf_snapshot_dir
+
+    return hf_snapshot_dir(size, models_dir), cached_hf_files(size, models_dir), len(HF_FILES)
+
+
+def _hf_verify(size: str, models_dir) -> list[tuple[str, str]]:
+    from ftkit.io.hf_hub import verify_hf_gpt2
+
+    return verify_hf_gpt2(size, models_dir)
+
+
+def _hf_read(folder: Path, size: str) -> tuple[dict, dict]:
+    from ftkit.io.hf_hub import read_hf_gpt2
+
+    return read_hf_gpt2(folder)
+
+
+def _verify_assets(assets: list) -> list[tuple[str, str]]:
+    from ftkit.io.assets import verify_cached
+
+    return [(asset.filename, verify_cached(asset)) for asset in assets]
+
+
+def _openai_files(size: str, models_dir) -> tuple[Path, list[str], int]:
+    return gpt2_dir(size, models_dir), cached_gpt2_files(size, models_dir), len(GPT2_FILES)
+
+
+def _openai_read(folder: Path, size: str) -> tuple[dict, dict]:
+    from ftkit.io.tf_checkpoint import load_gpt2_params_from_tf_ckpt
+
+    settings = read_settings(folder)
+    # OpenAI's `checkpoint` file names "model.ckpt"; use that prefix directly rather
+    # than trusting paths written inside it.
+    return settings, load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", settings)
+
+
+def _book_fetch(size: str, models_dir, progress: bool) -> Path:
+    from ftkit.io.assets import fetch
+
+    return fetch(book_asset(size, models_dir), progress=progress).parent
+
+
+def _book_files(size: str, models_dir) -> tuple[Path, list[str], int]:
+    folder, name = gpt2_dir(size, models_dir), BOOK_FILES[size]
+    return folder, [name] if (folder / name).is_file() else [], 1
+
+
+def _book_read(folder: Path, size: str) -> tuple[dict, dict]:
+    import torch
+
+    from ftkit.io.hf import params_from_state_dict
+
+    # weights_only: a checkpoint is data (tensors), never code to run.
+    state_dict = torch.load(folder / BOOK_FILES[size], map_location="cpu", weights_only=True)
+    params = params_from_state_dict(state_dict)
+    settings = dict(GPT2_SETTINGS[size])
+    settings.update(
+        n_vocab=params["wte"].shape[0], n_ctx=params["wpe"].shape[0], n_embd=params["wte"].shape[1]
+    )
+    settings["n_layer"] = len(params["blocks"])
+    return settings, params
+
+
+# The registry: a new source is one entry here (the CLI's --source choices and help follow).
+SOURCES: dict[str, WeightsSource] = {
+    source.name: source
+    for source in (
+        WeightsSource(
+            "hf",
+            "Hugging Face safetensors (openai-community/gpt2*) at a pinned commit, no TensorFlow",
+            _hf_fetch,
+            _hf_files,
+            _hf_verify,
+            _hf_read,
+        ),
+        WeightsSource(
+            "openai",
+            "OpenAI's TensorFlow checkpoint, 7 files as in the book (reading needs the tf extra)",
+            lambda size, models_dir, progress: download_gpt2(size, models_dir, progress),
+            _openai_files,
+            lambda size, models_dir: _verify_assets(gpt2_assets(size, models_dir)),
+            _openai_read,
+            needs="tensorflow",
+        ),
+        WeightsSource(
+            "book",
+            "the book repository's converted PyTorch state dicts (.pth)",
+            _book_fetch,
+            _book_files,
+            lambda size, models_dir: _verify_assets([book_asset(size, models_dir)]),
+            _book_read,
+        ),
+    )
+}
+SOURCE_HELP = {name: source.help for name, source in SOURCES.items()}
+
+
 def fetch_gpt2(
     model_size: str,
     models_dir: str | os.PathLike | None = None,
@@ -225,15 +344,7 @@ def fetch_gpt2(
 ) -> Path:
     """Fetch (or find cached and verify) one size's files from `source`; return their folder."""
     size, source = check_model_size(model_size), check_source(source)
-    if source == "hf":
-        from ftkit.io.hf_hub import download_hf_gpt2
-
-        return download_hf_gpt2(size, models_dir, progress=progress)
-    if source == "openai":
-        return download_gpt2(size, models_dir, progress=progress)
-    from ftkit.io.assets import fetch
-
-    return fetch(book_asset(size, models_dir), progress=progress).parent
+    return SOURCES[source].fetch(size, models_dir, progress)
 
 
 def source_files(
@@ -241,15 +352,7 @@ def source_files(
 ) -> tuple[Path, list[str], int]:
     """`(folder, files present, files expected)` of one size from one source (cheap: no hashing)."""
     size, source = check_model_size(model_size), check_source(source)
-    if source == "hf":
-        from ftkit.io.hf_hub import HF_FILES, cached_hf_files, hf_snapshot_dir
-
-        return hf_snapshot_dir(size, models_dir), cached_hf_files(size, models_dir), len(HF_FILES)
-    folder = gpt2_dir(size, models_dir)
-    if source == "openai":
-        return folder, cached_gpt2_files(size, models_dir), len(GPT2_FILES)
-    name = BOOK_FILES[size]
-    return folder, [name] if (folder / name).is_file() else [], 1
+    return SOURCES[source].files(size, models_dir)
 
 
 def verify_gpt2(
@@ -261,14 +364,7 @@ def verify_gpt2(
     corrupt file loses its verified stamp, so the next fetch or load downloads it again.
     """
     size, source = check_model_size(model_size), check_source(source)
-    if source == "hf":
-        from ftkit.io.hf_hub import verify_hf_gpt2
-
-        return verify_hf_gpt2(size, models_dir)
-    from ftkit.io.assets import verify_cached
-
-    assets = gpt2_assets(size, models_dir) if source == "openai" else [book_asset(size, models_dir)]
-    return [(asset.filename, verify_cached(asset)) for asset in assets]
+    return SOURCES[source].verify(size, models_dir)
 
 
 def cached_sources(model_size: str, models_dir: str | os.PathLike | None = None) -> list[str]:
@@ -281,10 +377,11 @@ def cached_sources(model_size: str, models_dir: str | os.PathLike | None = None)
     return found
 
 
-def _tensorflow_installed() -> bool:
+def _readable(source: WeightsSource) -> bool:
+    """Whether this Python can read the source's files (TensorFlow for OpenAI's checkpoint)."""
     import importlib.util
 
-    return importlib.util.find_spec("tensorflow") is not None
+    return source.needs is None or importlib.util.find_spec(source.needs) is not None
 
 
 def pick_source(model_size: str, models_dir: str | os.PathLike | None = None) -> str:
@@ -294,7 +391,7 @@ def pick_source(model_size: str, models_dir: str | os.PathLike | None = None) ->
     where TensorFlow can read it), so files fetched earlier are used, not downloaded again.
     """
     for source in cached_sources(model_size, models_dir):
-        if source != "openai" or _tensorflow_installed():
+        if _readable(SOURCES[source]):
             return source
     return DEFAULT_SOURCE
 
@@ -330,28 +427,4 @@ def download_and_load_gpt2(
     size = check_model_size(model_size)
     source = check_source(source) if source is not None else pick_source(size, models_dir)
     folder = fetch_gpt2(size, models_dir, source=source, progress=progress)
-    if source == "hf":
-        from ftkit.io.hf_hub import read_hf_gpt2
-
-        return read_hf_gpt2(folder)
-    if source == "openai":
-        from ftkit.io.tf_checkpoint import load_gpt2_params_from_tf_ckpt
-
-        settings = read_settings(folder)
-        # OpenAI's `checkpoint` file names "model.ckpt"; use that prefix directly rather
-        # than trusting paths written inside it.
-        return settings, load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", settings)
-    import torch
-
-    from ftkit.io.hf import params_from_state_dict
-
-    path = folder / BOOK_FILES[size]
-    # weights_only: a checkpoint is data (tensors), never code to run.
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    params = params_from_state_dict(state_dict)
-    settings = dict(GPT2_SETTINGS[size])
-    settings.update(
-        n_vocab=params["wte"].shape[0], n_ctx=params["wpe"].shape[0], n_embd=params["wte"].shape[1]
-    )
-    settings["n_layer"] = len(params["blocks"])
-    return settings, params
+    return SOURCES[source].read(folder, size)

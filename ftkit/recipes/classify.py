@@ -49,7 +49,7 @@ from ftkit.recipes.runtime import (
     train_epochs,
     write_json,
 )
-from ftkit.recipes.settings import configure, resume_keys
+from ftkit.recipes.settings import configure, resume_keys, run_settings
 from reference.classifier import add_classification_head, calc_accuracy_loader
 
 CHECKPOINT_FILE = "review_classifier-checkpoint.pth"
@@ -97,19 +97,11 @@ def train(
     dist = dist if dist is not None else Dist(device=resolve_device(c.device))
     dev = dist.device
     backend = make_backend(dev, exact=c.exact, precision=c.precision)
-    # The precision "auto" stands for is what a checkpoint records and a resume compares.
-    precision = backend.precision
     # Before any file is written: a refused resume (other settings) changes nothing.
-    wanted = {
-        **{key: getattr(c, key) for key in RESUME_KEYS},
-        "model": preset,
-        "precision": precision,
-    }
+    wanted = run_settings(c, preset=preset, backend=backend)
     state = resume_state(checkpoint, wanted, RESUME_KEYS, resume=c.resume, say=say)
     report_device(dev, say)  # one line when this device computes wrong
-    if dist.is_main:
-        write_spam_splits(out, c.limit)
-    dist.barrier()  # the other ranks read the CSVs rank 0 wrote
+    dist.main_writes(write_spam_splits, out, c.limit)  # the other ranks read the CSVs
     csvs = {name: out / DATA_DIR / SPLIT_FILES[name] for name in SPLIT_FILES}
     train_loader, val_loader, test_loader = create_spam_loaders(
         csvs["train"],
@@ -134,15 +126,7 @@ def train(
     say(f"{len(train_loader)} training batches")
     say(f"{len(val_loader)} validation batches")
     say(f"{len(test_loader)} test batches")
-    settings = {
-        **{key: getattr(c, key) for key in RESUME_KEYS},
-        "model": preset,
-        "max_length": padded,
-        "epochs": c.epochs,
-        # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
-        "precision": precision,
-        "path": backend.path,
-    }
+    settings = run_settings(c, preset=preset, backend=backend, max_length=padded)
     say(backend.describe())
 
     # --- model (§6.4-6.5): fresh GPT-2 with the new head, or the last checkpoint

@@ -25,6 +25,11 @@ RESTART_HELP = (
 )
 
 
+# The `ftkit instruct` subcommands a flag belongs to (`setting(steps=...)`; none: every one).
+TRAIN, RESPOND, JUDGE = ("train",), ("respond",), ("judge",)
+TRAIN_RESPOND = ("train", "respond")
+
+
 def model_setting(default: str, presets: str, tiny: str) -> str:
     """The `--model` setting: a GPT-2 preset or the random-init `tiny` model; checkpoints must agree."""
     size = default.partition("(")[2].rstrip(")")
@@ -44,6 +49,7 @@ def exact_setting() -> bool:
         "numbers; default: the fast path (fused kernels, fused AdamW, bf16 where the hardware "
         "has it)",
         resume=True,
+        steps=TRAIN_RESPOND,
     )
 
 
@@ -55,12 +61,13 @@ def precision_setting() -> str:
         "GPUs with bf16, else fp32), bf16 or fp32; --exact always runs fp32",
         resume=True,
         choices=PRECISIONS,
+        steps=TRAIN,
     )
 
 
 def limit_setting(what: str) -> int | None:
     """The `--limit` setting: train on the first N texts only, for quick runs; checkpoints must agree."""
-    return setting(None, f"use only the first N {what}", resume=True, type=int)
+    return setting(None, f"use only the first N {what}", resume=True, type=int, steps=TRAIN)
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,10 @@ class RunConfig:
 
     exact: bool = exact_setting()
     precision: str = precision_setting()
-    resume: bool = setting(True, RESTART_HELP, flag="--restart")
-    models_dir: Path | None = setting(None, "where GPT-2 weights are cached", type=Path)
+    resume: bool = setting(True, RESTART_HELP, flag="--restart", steps=TRAIN)
+    models_dir: Path | None = setting(
+        None, "where GPT-2 weights are cached", type=Path, steps=TRAIN
+    )
     progress: bool = setting(True, "no progress bars", flag="--no-progress")
     # The book's AdamW and loop settings, the same in chapters 6 and 7 (but eval_freq).
     batch_size: int = setting(8, resume=True)
@@ -124,38 +133,44 @@ class InstructConfig(RunConfig):
     model: str = model_setting(
         "gpt2-medium (355M)", "'gpt2-medium (355M)', '124M', '774M', ...", "for quick checks"
     )
-    epochs: int = setting(2, "training epochs (book: 2)")
+    epochs: int = setting(2, "training epochs (book: 2)", steps=TRAIN)
     limit: int | None = limit_setting("entries (quick runs)")
     style: str = setting(
         "alpaca",
         "prompt style: alpaca (book) or phi3 (exercise 7.1)",
         resume=True,
         choices=STYLES,
+        steps=TRAIN,
     )
     mask_instruction: bool = setting(
-        False, "ignore the prompt's tokens in the loss (exercise 7.2)", resume=True
+        False, "ignore the prompt's tokens in the loss (exercise 7.2)", resume=True, steps=TRAIN
     )
     lora_rank: int | None = setting(
-        None, "train LoRA adapters of this rank (exercise 7.4)", resume=True, type=int
+        None, "train LoRA adapters of this rank (exercise 7.4)", resume=True, type=int, steps=TRAIN
     )
     # The book's exercise 7.4 solution: rank 16, alpha 16.
-    lora_alpha: float = setting(16.0, "LoRA alpha (default 16, as the book)", resume=True)
+    lora_alpha: float = setting(
+        16.0, "LoRA alpha (default 16, as the book)", resume=True, steps=TRAIN
+    )
     dataset: str = setting(
         "instruction",
         "instruction (book, 1,100 entries), alpaca (Alpaca 52k, exercise 7.3) or the path "
         "of an Alpaca-format JSON file",
         resume=True,
+        steps=TRAIN,
     )
     sort_by_length: bool = setting(
         False,
         "batch entries of similar length together (less padding; not the book's order)",
         resume=True,
+        steps=TRAIN,
     )
     respond_batch_size: int = setting(
         8,
         "respond: test entries generated at once (KV cache; the book: one at a time, as "
         "--exact does)",
         flag="--batch-size",
+        steps=RESPOND,
     )
     out: Path | None = setting(
         None, OUT_HELP.format(recipe="instruct", example="gpt2-medium"), type=Path
@@ -164,23 +179,27 @@ class InstructConfig(RunConfig):
         "auto",
         "where to train and generate (auto: cuda, then mps, then cpu)",
         choices=DEVICES,
+        steps=TRAIN_RESPOND,
     )
     max_new_tokens: int | None = setting(
         None,
         "response length limit when generating (book: 256; 32 for the random-init tiny "
         "model, whose answers are gibberish anyway)",
         type=int,
+        steps=RESPOND,
     )
     judge_url: str = setting(
         JUDGE_URL,
         "Ollama chat endpoint of the judge (book: localhost:11434)",
+        steps=JUDGE,
     )
-    judge_model: str = setting("llama3", "Ollama judge model (book: llama3)")
+    judge_model: str = setting("llama3", "Ollama judge model (book: llama3)", steps=JUDGE)
     judge_timeout: float = setting(
         120.0,
         "seconds to wait for each judge answer before retrying it (3 retries; a slow "
         "machine or a large judge model may need more)",
         type=float,
+        steps=JUDGE,
     )
     eval_freq: int = setting(5, resume=True)
     # None: the model's context for the book's data (§7.3), 512 for Alpaca-format files.

@@ -49,7 +49,7 @@ from ftkit.recipes.runtime import (
     train_epochs,
     write_json,
 )
-from ftkit.recipes.settings import configure, resume_keys
+from ftkit.recipes.settings import configure, resume_keys, run_settings
 from reference.model import GPTModel
 
 DEFAULT_MODEL = InstructConfig.model
@@ -207,20 +207,18 @@ def finetune(
     preset = canonical_preset(c.model)
     cfg = get_config(preset)
     max_length = c.allowed_max_length or default_max_length(c.dataset, cfg)
-    settings = {
-        **{key: getattr(c, key) for key in RESUME_KEYS},
-        "model": preset,
-        "lora_alpha": c.lora_alpha if c.lora_rank else None,
-        "allowed_max_length": max_length,
-        "epochs": c.epochs,
-    }
     out = check_out_dir(run_dir("instruct", preset, c.out))  # before any work
     paths = output_paths(out, preset)
     dist = dist if dist is not None else Dist(device=resolve_device(c.device))
     dev = dist.device
     backend = make_backend(dev, exact=c.exact, precision=c.precision)
-    # Recorded, and checked on resume: a run never mixes the book's path and the fast one.
-    settings["precision"], settings["path"] = backend.precision, backend.path
+    settings = run_settings(
+        c,
+        preset=preset,
+        backend=backend,
+        lora_alpha=c.lora_alpha if c.lora_rank else None,
+        allowed_max_length=max_length,
+    )
     # Before any file is written: a refused resume (other settings) changes nothing.
     state = resume_state(paths["checkpoint"], settings, RESUME_KEYS, resume=c.resume, say=say)
     report_device(dev, say)  # one line when this device computes wrong

@@ -25,13 +25,22 @@ def setting(
     type: Any = None,
     choices: Sequence[str] | None = None,
     flag: str | None = None,
+    steps: Sequence[str] | None = None,
 ) -> Any:
     """A config field: `help` makes it a CLI flag, `resume=True` makes a checkpoint check it.
 
     A bool with default False becomes a `store_true` flag; one with default True needs
-    `flag` (e.g. `--no-progress`) and becomes `store_false`.
+    `flag` (e.g. `--no-progress`) and becomes `store_false`. `steps` names the
+    subcommands whose flag it is (`train`, `respond`, ...; None: every one).
     """
-    meta = {"help": help, "resume": resume, "type": type, "choices": choices, "flag": flag}
+    meta = {
+        "help": help,
+        "resume": resume,
+        "type": type,
+        "choices": choices,
+        "flag": flag,
+        "steps": steps,
+    }
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -40,12 +49,19 @@ def resume_keys(config_cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("resume"))
 
 
-def add_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """One argparse flag for each field of `config_cls` that has help text."""
+def add_flags(parser: argparse.ArgumentParser, config_cls: type, step: str | None = None) -> None:
+    """One argparse flag for each field of `config_cls` that has help text (and is `step`'s).
+
+    `step` None or "all" takes every flag; a named step only the fields whose `steps` list
+    it (or list none).
+    """
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
         if not meta.get("help"):
             continue  # a setting of the Python API only
+        steps = meta.get("steps")
+        if step not in (None, "all") and steps is not None and step not in steps:
+            continue  # another subcommand's flag
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             action = "store_false" if f.default else "store_true"
@@ -98,3 +114,21 @@ def configure(
     if getattr(result, "epochs", 1) < 1:
         raise ValueError(f"epochs={result.epochs}: train at least one epoch")
     return result
+
+
+def run_settings(config: Any, *, preset: str, backend: Any, **resolved: Any) -> dict[str, Any]:
+    """The run's resolved description: what its config.json and checkpoint record.
+
+    The config's resume fields as given, then what they resolve to: the canonical model
+    preset, the backend's precision ("auto" decided) and code path (exact or fast: a run
+    never mixes the two), and the recipe's own `resolved` values (a padded length, ...).
+    A resume compares the `resume_keys` of two such descriptions.
+    """
+    return {
+        **{key: getattr(config, key) for key in resume_keys(type(config))},
+        "model": preset,
+        "epochs": config.epochs,
+        "precision": backend.precision,
+        "path": backend.path,
+        **resolved,
+    }

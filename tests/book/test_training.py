@@ -351,8 +351,22 @@ def test_plot_losses_draws_both_curves_against_epochs_and_tokens(impl, drawn_fig
 # --- the book's loop, step by step (issue 12: mistakes that still lower the loss) ----------
 
 
+_BOOK_RUNS: dict = {}  # kit: (function, data) -> its run; the reference's is shared by tests
+
+
 def book_run(train_model_simple, ref, datasets, tokenizer):
-    """Two epochs of the tiny model through `train_model_simple`, seeded as §5.2 does."""
+    """Two epochs of the tiny model through `train_model_simple`, seeded as §5.2 does.
+
+    Each function's run is made once per data set: the two tests below compare the same runs
+    (and with the reference as the implementation, impl's run is the reference's).
+    """
+    key = (train_model_simple, id(datasets))
+    if key not in _BOOK_RUNS:
+        _BOOK_RUNS[key] = _book_run(train_model_simple, ref, datasets, tokenizer)
+    return _BOOK_RUNS[key]
+
+
+def _book_run(train_model_simple, ref, datasets, tokenizer):
     model = tiny_model(ref)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
     torch.manual_seed(123)

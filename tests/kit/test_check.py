@@ -183,6 +183,7 @@ def statuses(report: dict, stage: str) -> dict[str, str]:
     return {ex["name"]: ex["status"] for ex in report["exercises"] if ex["stage"] == stage}
 
 
+@pytest.mark.checker  # two `ftkit check` child processes (~35 s on 2 cores)
 def test_pristine_stubs_are_not_started_and_the_table_says_what_is_next(collate_results):
     result, report, _, _ = collate_results
     collate = statuses(report, "collate")
@@ -197,6 +198,7 @@ def test_pristine_stubs_are_not_started_and_the_table_says_what_is_next(collate_
     assert "failed" not in result.stdout.splitlines()[-1]
 
 
+@pytest.mark.checker  # two `ftkit check` child processes (~35 s on 2 cores)
 def test_copying_the_reference_body_solves_exactly_that_exercise(collate_results):
     _, pristine, result, solved = collate_results
     assert result.returncode == 0, result.stdout + result.stderr

@@ -63,6 +63,7 @@ def test_instruct_fast_fp32_gives_the_exact_paths_losses(exact_run, tmp_path):
     GPTModel(get_config("tiny")).load_state_dict(state, strict=True)
 
 
+@pytest.mark.slow  # bf16 autocast is emulated on CPUs without bf16 units (~20 s on 2 cores)
 def test_instruct_bf16_runs_and_is_recorded(exact_run, tmp_path):
     lines: list[str] = []
     run = recipe.finetune(tmp_path, epochs=2, precision="bf16", say=lines.append, **QUICK)

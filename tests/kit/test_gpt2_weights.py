@@ -410,3 +410,30 @@ def test_every_size_has_a_pinned_hf_commit_and_a_book_file():
         assert set(hf_hub.HF_FILE_SHA256[size]) == set(hf_hub.HF_FILES)
         assert gpt2.book_asset(size).url.endswith(f"-{size}.pth")
     assert gpt2.DEFAULT_SOURCE == "hf" and set(gpt2.SOURCES) == {"hf", "openai", "book"}
+
+
+def test_a_source_is_one_registry_entry(tmp_path, monkeypatch):
+    """Fetching, listing, verifying, reading and picking all go through `gpt2.SOURCES` (issue 21)."""
+    calls = []
+    folder = tmp_path / "local"
+    folder.mkdir()
+    local = gpt2.WeightsSource(
+        "local",
+        "a folder of my own",
+        fetch=lambda size, models_dir, progress: calls.append(("fetch", size)) or folder,
+        files=lambda size, models_dir: (folder, ["w.bin"], 1),
+        verify=lambda size, models_dir: [("w.bin", "ok")],
+        read=lambda path, size: ({"n_layer": 1, "from": str(path)}, {"blocks": []}),
+        needs="no_such_module_for_ftkit",
+    )
+    monkeypatch.setitem(gpt2.SOURCES, "local", local)
+    assert gpt2.check_source("LOCAL") == "local"
+    settings, _ = gpt2.download_and_load_gpt2("124m", tmp_path, source="local", progress=False)
+    assert settings["from"] == str(folder) and calls == [("fetch", "124M")]
+    assert gpt2.source_files("124M", "local", tmp_path) == (folder, ["w.bin"], 1)
+    assert gpt2.verify_gpt2("124M", "local", tmp_path) == [("w.bin", "ok")]
+    assert "local" in gpt2.cached_sources("124M", tmp_path)
+    # cached, but its reader's module is missing here: not picked
+    assert gpt2.pick_source("124M", tmp_path) != "local"
+    with pytest.raises(ValueError, match="choose one of hf, openai, book, local"):
+        gpt2.check_source("nope")

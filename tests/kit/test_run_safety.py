@@ -51,7 +51,12 @@ def interrupt_after_first_epoch(monkeypatch) -> None:
 # ------------------------------------------------------------------ rerun continues
 
 
-@pytest.mark.parametrize("command", [CLASSIFY, INSTRUCT], ids=["classify", "instruct"])
+@pytest.mark.parametrize(
+    "command",
+    # The instruct run repeats the same resume code on a bigger model: slow work (CI's own step).
+    [CLASSIFY, pytest.param(INSTRUCT, marks=pytest.mark.slow)],
+    ids=["classify", "instruct"],
+)
 def test_plain_rerun_after_ctrl_c_continues_with_the_losses_of_an_uninterrupted_run(
     command, tmp_path, monkeypatch, capsys
 ):
@@ -210,6 +215,27 @@ def test_every_instruct_step_takes_no_progress(action):
 
     args = build_parser().parse_args(["instruct", action, "--no-progress"])
     assert args.progress is False
+
+
+@pytest.mark.parametrize(
+    ("action", "flags", "theirs"),
+    [
+        ("judge", ["--epochs", "1"], "train"),
+        ("judge", ["--batch-size", "2"], "respond"),
+        ("respond", ["--limit", "10"], "train"),
+        ("train", ["--judge-model", "llama3"], "judge"),
+    ],
+)
+def test_each_instruct_step_takes_its_own_flags(action, flags, theirs, capsys):
+    """One CLI shape for both pipelines: `ftkit PIPELINE STEP [that step's flags]` (issue 21)."""
+    from ftkit.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["instruct", action, *flags])
+    assert f"usage: ftkit instruct {action}" in capsys.readouterr().err
+    args = build_parser().parse_args(["instruct", theirs, *flags])  # the step that owns them
+    assert args.action == theirs
+    assert build_parser().parse_args(["instruct", "all", *flags]).action == "all"
 
 
 def test_weights_fetch_takes_no_progress_too():

@@ -4,8 +4,8 @@
 the book suite runs against a copy of `reference/` with that mistake (only the tests of
 the mistaken exercise) and must fail with a message naming the mistake. The whole
 catalogue is slow (a few minutes on 2 cores): it runs under the `mistakes` marker
-(`pytest -m mistakes`, CI's own step); `SAMPLE` (one variant per stage family) runs in
-the default suite.
+(`pytest -m mistakes`, CI's own step), and so does `SAMPLE` (one variant per stage family:
+`pytest -m mistakes -k sample`, a quick look after a change to the checker's messages).
 
 "Named" is strict (`run.apply_strict_rule`): a keyword counts only when no other variant of
 the same function prints it. The whole run ends with the figures as pytest's summary line
@@ -45,6 +45,7 @@ def sample_results():
     return {r.name: r for r in run_pool(SAMPLE, workers=2)}
 
 
+@pytest.mark.mistakes
 @pytest.mark.parametrize("name", SAMPLE)
 def test_sample_mistake_is_caught_and_named(sample_results, name):
     check(sample_results[name], by_name(name))
