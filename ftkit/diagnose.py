@@ -14,6 +14,11 @@ they differ, not *where*. `diagnose_model` finds where:
 4. only if the same weights give the same outputs in both modes, compare the initial
    weights under `torch.manual_seed(seed)`: then the layers are created in another order.
 
+Where the first difference lies inside a module the book writes step by step (attention,
+LayerNorm), `ftkit.steps` names the step inside it (the mask, the scale, the variance ...)
+instead of the module's whole recipe. A learner's class with other attribute names but the
+book's parameters in the book's order gets the book's weights by position.
+
 Every function leaves its arguments and the global RNG as they were.
 """
 
@@ -27,6 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from ftkit import steps
 
 # What the book's code does in each module, with its section (keyed by the reference's class names).
 HINTS: dict[str, str] = {
@@ -201,6 +208,107 @@ def _param_problems(actual: nn.Module, expected: nn.Module) -> list[str]:
     return problems + [k for k in ours if k not in theirs]
 
 
+def same_shapes_in_order(actual: nn.Module, expected: nn.Module) -> bool:
+    """The two modules' parameters have the same shapes in the same order (names aside)."""
+    ours = [p.shape for p in actual.parameters()]
+    return ours == [p.shape for p in expected.parameters()] and bool(ours)
+
+
+def copy_by_position(source: nn.Module, target: nn.Module) -> None:
+    """Copy `source`'s parameters into `target` in definition order (other attribute names)."""
+    with torch.no_grad():
+        for mine, theirs in zip(target.parameters(), source.parameters()):
+            mine.copy_(theirs)
+
+
+def describe_block(actual: nn.Module, x: torch.Tensor, book: nn.Module) -> str | None:
+    """Which known rewiring of §4.5's block the learner's `TransformerBlock` computes.
+
+    The book's weights are copied into a copy of `actual` (by name, else by position); both
+    run in eval mode and the learner's output is compared with the book's sub-layers wired
+    in each known other way.
+    """
+    mine = copy.deepcopy(actual).eval()
+    if _param_problems(mine, book):
+        if not same_shapes_in_order(mine, book):
+            return None
+        copy_by_position(book, mine)
+    else:
+        copy_parameters(book, mine)
+    ref = copy.deepcopy(book).eval()
+    att, ff, n1, n2 = ref.att, ref.ff, ref.norm1, ref.norm2
+    with torch.no_grad():
+        out = mine(x)
+        h = x + att(n1(x))
+        if isinstance(out, torch.Tensor) and steps.close(out, h + ff(n2(h))):
+            return None
+        post = n1(x + att(x))
+        hypotheses = {
+            "no shortcut around the feed-forward (x = ff(norm2(x)); the book adds x + ...)": ff(
+                n2(h)
+            ),
+            "no shortcut around the attention (x = att(norm1(x)); the book adds x + ...)": (
+                att(n1(x)) + ff(n2(att(n1(x))))
+            ),
+            "the norms after the shortcuts (post-norm: norm1(x + att(x))); the book normalises "
+            "before each sub-layer (pre-norm)": n2(post + ff(post)),
+            "norm1 before the feed-forward too; the book uses norm2 there": h + ff(n1(h)),
+            "both sub-layers fed the same input (x + att(norm1(x)) + ff(norm2(x)))": h + ff(n2(x)),
+        }
+    found = [
+        k for k, v in hypotheses.items() if isinstance(out, torch.Tensor) and steps.close(out, v)
+    ]
+    return f"your block computes {found[0]}" if len(found) == 1 else None
+
+
+# The modules the book writes step by step: what names the step that differs inside one.
+STEP_DESCRIBERS: dict[str, Callable[[nn.Module, torch.Tensor, nn.Module], str | None]] = {
+    "MultiHeadAttention": lambda mine, x, book: steps.describe_attention(mine, x, book.num_heads),
+    "LayerNorm": lambda mine, x, book: steps.describe_layernorm(mine, x.shape[-1]),
+    "TransformerBlock": describe_block,
+}
+
+
+def describe_step(actual: nn.Module, expected: nn.Module, x: torch.Tensor) -> str | None:
+    """The step inside `actual` that differs from the book's, for modules written step by step."""
+    describe = STEP_DESCRIBERS.get(type(expected).__name__)
+    if describe is None or not isinstance(x, torch.Tensor):
+        return None
+    try:
+        return describe(actual, x, expected)
+    except Exception:  # noqa: BLE001 - no step diagnosis: the module-level one stands
+        return None
+
+
+def _refine(
+    found: Diagnosis,
+    work: nn.Module,
+    expected: nn.Module,
+    inputs: Sequence[torch.Tensor],
+    kind_of: dict[str, str],
+    root: str,
+) -> Diagnosis:
+    """Name the step inside the step-by-step module (attention, LayerNorm) where `found` lies."""
+    parts = found.where.split(".") if found.where else []
+    for end in range(len(parts), -1, -1):
+        name = ".".join(parts[:end])
+        if kind_of.get(name) not in STEP_DESCRIBERS or not name:
+            continue
+        calls, _ = record_calls(expected, inputs)
+        given = next((c.inputs for c in calls if c.name == name), ())
+        try:
+            mine = work.get_submodule(name)
+        except AttributeError:
+            return found
+        text = describe_step(mine, expected.get_submodule(name), given[0]) if given else None
+        if text:
+            return Diagnosis(
+                "computation", f"first difference at {pretty(name, root)}: {text}", name
+            )
+        return found
+    return found
+
+
 def copy_parameters(source: nn.Module, target: nn.Module) -> None:
     """Copy `source`'s parameters into `target` by name (buffers such as the mask stay target's).
 
@@ -224,8 +332,9 @@ def _hint(kind_of: dict[str, str], name: str) -> tuple[str, str]:
 
 
 def _compare_with(kind_of: dict[str, str], name: str) -> str:
+    """The module's whole recipe, on a line of its own: every mistake in it prints it alike."""
     kind, hint = _hint(kind_of, name)
-    return f" — compare {kind} with {hint}" if kind else ""
+    return f"\n  compare {kind} with {hint}" if kind else ""
 
 
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
@@ -418,7 +527,12 @@ def diagnose(
     kind_of = {name: type(m).__name__ for name, m in expected.named_modules()}
     problems = _param_problems(actual, expected)
     layout = compare_layout(actual, expected)
-    if problems:
+    by_position = bool(problems) and same_shapes_in_order(actual, expected)
+    if inputs and type(expected).__name__ in STEP_DESCRIBERS:
+        text = describe_step(actual, expected, inputs[0])
+        if text:
+            return Diagnosis("computation", f"first difference at {root}: {text}", "", layout)
+    if problems and not by_position:
         first = problems[0]
         text = (
             f"first difference at {pretty(first, root)}: the state_dict differs from the book's, "
@@ -427,10 +541,11 @@ def diagnose(
         return Diagnosis("layout", text + _compare_with(kind_of, _parent(first)), first, layout)
     init_diff = first_init_difference(actual, expected) if seeded else None
     work = actual if _owned else copy.deepcopy(actual)  # _owned: built for the diagnosis alone
-    copy_parameters(expected, work)
+    (copy_by_position if by_position else copy_parameters)(expected, work)
     for train in (False, True):
         found = _run_both(work, expected, inputs, kind_of, train=train, root=root)
         if found is not None:
+            found = _refine(found, work, expected, inputs, kind_of, root)
             return Diagnosis(found.kind, found.text, found.where, layout)
     if init_diff is not None:
         text = (

@@ -168,7 +168,11 @@ def test_trainable_parameters_per_group(impl, ref, preset, mode):
         "all": "exercise 6.2 fine-tunes every parameter",
         "head": "only the new output layer is trained",
     }[mode]
-    assert_equal(actual, expected, name=f"trainable parameters ({preset}, {mode})", why=why)
+    wrong = [f"{k} {actual[k]} (expected {v})" for k, v in expected.items() if actual[k] != v]
+    if wrong:
+        raise AssertionError(
+            f"trainable parameters ({preset}, {mode}) differ in: {'; '.join(wrong)} — {why}"
+        )
 
 
 @pytest.mark.exercise("add_classification_head")
@@ -205,6 +209,23 @@ def test_accuracy_counts_argmax_of_the_last_token(impl):
         name="accuracy (num_batches > len(loader))",
         atol=1e-12,
     )
+
+
+@pytest.mark.exercise("calc_accuracy_loader")
+def test_accuracy_counts_examples_when_the_last_batch_is_smaller(impl):
+    # Batches of 4, 4 and 2 (the book's validation and test loaders end with a smaller batch):
+    # last tokens predict 1 in 2/4, 3/4 and 2/2 rows.
+    last = torch.tensor([1, 1, 0, 0, 1, 1, 1, 0, 1, 1])
+    inputs = torch.stack([torch.ones_like(last), last], dim=1)
+    loader = DataLoader(TensorDataset(inputs, torch.ones(10, dtype=torch.long)), batch_size=4)
+    accuracy = impl.calc_accuracy_loader(loader, model=TokenVotes(), device="cpu")
+    if math.isclose(float(accuracy), (2 / 4 + 3 / 4 + 2 / 2) / 3, abs_tol=1e-9):
+        raise AssertionError(
+            f"accuracy {float(accuracy):.4f} is the mean of the per-batch accuracies: the book "
+            "counts correct_predictions / num_examples over all batches, so a smaller last "
+            "batch counts for fewer examples (§6.6); expected 7/10"
+        )
+    assert_close(accuracy, 7 / 10, name="accuracy (batches of 4, 4, 2)", atol=1e-12)
 
 
 @pytest.mark.exercise("calc_accuracy_loader")

@@ -135,3 +135,22 @@ def test_an_answer_that_is_no_integer_is_reported_and_skipped(impl, responses, f
     assert_equal(scores, [60, 75], name="scores", why="the book skips answers int() cannot read")
     captured = capsys.readouterr()
     assert "Could not convert score: I refuse to grade this." in captured.out, captured.out
+
+
+@pytest.mark.exercise("generate_model_scores")
+def test_answers_are_read_as_the_book_reads_them_with_int(impl, responses, fake_query, capsys):
+    _, answers = fake_query
+    answers += ["150", "Score: 85 out of 100", "-5"]
+    scores = impl.generate_model_scores(responses[:3], json_key="model_response")
+    capsys.readouterr()
+    if scores[:1] == [100] or 0 in scores:
+        raise AssertionError(
+            f"scores {scores}: an out-of-range answer is clamped to 0-100; the book keeps "
+            "int(score) as the judge wrote it (150 stays 150)"
+        )
+    if 85 in scores:
+        raise AssertionError(
+            f"scores {scores}: a number was picked out of 'Score: 85 out of 100'; the book's "
+            "int(score) cannot read that answer, so it is reported and skipped"
+        )
+    assert_equal(scores, [150, -5], name="scores", why="the book keeps what int() reads (§7.8)")

@@ -223,6 +223,13 @@ def test_layernorm_scale_and_shift_are_learnable_parameters(impl):
     assert_tensor_equal(
         out.mean(dim=-1), torch.full((3,), 3.0), name="mean after shift 3", atol=1e-5
     )
+    assert_tensor_equal(
+        out.var(dim=-1, unbiased=False),
+        torch.full((3,), 4.0),
+        name="variance after scale 2",
+        atol=1e-3,
+        why="scale multiplies the normalised values: self.scale * norm + self.shift (§4.2)",
+    )
 
 
 @pytest.mark.exercise("GELU")
@@ -378,6 +385,19 @@ def test_layernorm_of_a_constant_row_is_finite(impl):
 
 
 @pytest.mark.exercise("LayerNorm")
+def test_layernorm_of_rows_with_a_small_variance_keeps_eps_1e_5(impl):
+    torch.manual_seed(123)
+    x = torch.randn(3, 8) * 1e-3  # variance near 1e-6: eps=1e-5 under the root decides the output
+    assert_tensor_equal(
+        impl.LayerNorm(emb_dim=8)(x),
+        torch.nn.functional.layer_norm(x, (8,), eps=1e-5),
+        name="LayerNorm(x * 1e-3)",
+        atol=1e-4,
+        why="(x - mean) / sqrt(var + eps) with eps=1e-5 (§4.2)",
+    )
+
+
+@pytest.mark.exercise("LayerNorm")
 def test_layernorm_uses_the_biased_variance(impl):
     torch.manual_seed(123)
     x = torch.randn(3, 4)  # few columns: dividing by n - 1 instead of n shows clearly
@@ -408,6 +428,28 @@ def test_transformer_block_equals_the_books_with_the_same_weights(impl, ref):
                 why="same weights, same computation: pre-norm attention and feed-forward, each "
                 "with a shortcut (§4.5)",
             )
+
+
+@pytest.mark.exercise("TransformerBlock")
+def test_transformer_block_in_training_mode_drops_as_the_book(impl, ref):
+    cfg = small_config(ref, drop_rate=0.5)
+    ours, theirs = build(impl.TransformerBlock, cfg), build(book.TransformerBlock, cfg)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.rand(2, 5, cfg["emb_dim"])
+    with torch.no_grad():
+        torch.manual_seed(7)
+        got = ours.train()(x)
+        torch.manual_seed(7)
+        want = theirs.train()(x)
+    assert_tensor_equal(
+        got,
+        want,
+        name="TransformerBlock(x) in training mode, dropout 0.5, seed 7",
+        atol=1e-5,
+        why="in training mode the book drops out each sub-layer's output, "
+        "x + drop_shortcut(att(norm1(x))) and x + drop_shortcut(ff(norm2(x))): the same "
+        "dropout calls in the same order draw the same random numbers (§4.5)",
+    )
 
 
 @pytest.mark.exercise("MultiHeadAttention")

@@ -62,6 +62,16 @@ def test_balanced_dataset_is_the_books_sample(impl, raw):
     ham = raw[raw["Label"] == "ham"].sample(747, random_state=123)
     spam = raw[raw["Label"] == "spam"]
     ours = impl.create_balanced_dataset(raw)
+    got, want = ours.index.tolist(), ham.index.tolist() + spam.index.tolist()
+    if sorted(got) == sorted(want) and got != want:
+        assert got[: len(spam)] != spam.index.tolist(), (
+            "the spam rows come first: the book concatenates [ham_subset, spam] (§6.2)"
+        )
+    if set(got) != set(want):
+        assert set(got) - set(spam.index) == set(ham.index), (
+            "the ham rows are not the book's sample: df[ham].sample(num_spam, random_state=123) "
+            "(§6.2)"
+        )
     assert ours.index.tolist() == ham.index.tolist() + spam.index.tolist(), (
         "df[ham].sample(num_spam, random_state=123), then concat with the spam rows (book §6.2)"
     )
@@ -72,6 +82,19 @@ def test_random_split_sizes(impl, ref, raw, g):
     balanced = map_labels(ref.create_balanced_dataset(raw))
     train, validation, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
     sizes = [len(train), len(validation), len(test)]
+    n = len(balanced)
+    rounded = [round(n * 0.7), round(n * 0.7) + round(n * 0.1)]
+    if sizes != g["split_sizes"] and sizes[:2] == [rounded[0], rounded[1] - rounded[0]]:
+        raise AssertionError(
+            f"sizes {sizes} come from round(): the book cuts with int(len(df) * frac), which "
+            "rounds down (§6.2)"
+        )
+    if sizes != g["split_sizes"] and sizes[0] == g["split_sizes"][0]:
+        raise AssertionError(
+            f"validation holds {sizes[1]} rows, the book's {g['split_sizes'][1]}: "
+            "validation_end = train_end + int(len(df) * validation_frac) — the validation "
+            "cut starts at train_end (§6.2)"
+        )
     assert_equal(
         sizes,
         g["split_sizes"],
@@ -85,6 +108,29 @@ def test_random_split_sizes(impl, ref, raw, g):
 
 
 @pytest.mark.exercise("random_split")
+def test_random_split_cuts_train_validation_test_in_that_order(impl, ref, raw, g):
+    balanced = map_labels(ref.create_balanced_dataset(raw))
+    train, validation, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
+    shuffled = balanced.sample(frac=1, random_state=123).reset_index(drop=True)
+    n_train, n_val = g["split_sizes"][:2]
+    want = shuffled["Text"][n_train : n_train + n_val].tolist()
+    if len(validation) == n_val and validation["Text"].tolist() != want:
+        where = next(
+            (
+                f"rows [{i}:{i + n_val}]"
+                for i in range(len(shuffled) - n_val + 1)
+                if shuffled["Text"][i : i + n_val].tolist() == validation["Text"].tolist()
+            ),
+            "other rows",
+        )
+        raise AssertionError(
+            f"validation has the right size but holds {where} of the shuffled frame: the book "
+            f"cuts in the order train [0:{n_train}], validation [{n_train}:{n_train + n_val}], "
+            "test the rest (§6.2)"
+        )
+
+
+@pytest.mark.exercise("random_split")
 def test_random_split_is_the_books_shuffle(impl, ref, raw):
     balanced = map_labels(ref.create_balanced_dataset(raw))
     train, _, test = impl.random_split(balanced, train_frac=0.7, validation_frac=0.1)
@@ -93,6 +139,20 @@ def test_random_split_is_the_books_shuffle(impl, ref, raw):
         "df.sample(frac=1, random_state=123).reset_index(drop=True), then cut (book §6.2)"
     )
     assert test.index[0] == len(shuffled) - len(test), "the index is reset after the shuffle"
+
+
+@pytest.mark.exercise("SpamDataset")
+def test_spam_dataset_pads_after_the_text(impl, splits, tokenizer, g):
+    dataset = impl.SpamDataset(splits["train"], tokenizer=tokenizer)
+    ids = dataset[0][0].tolist()
+    n = len(tokenizer.encode(pd.read_csv(splits["train"]).iloc[0]["Text"]))
+    if ids[: len(ids) - n] == [50256] * (len(ids) - n) and ids[0] == 50256:
+        raise AssertionError(
+            f"the first {len(ids) - n} ids are the pad token: the padding is put before the "
+            "text (left padding); the book pads after it (right padding), "
+            "ids + [pad_token_id] * (max_length - len(ids)), so the last token's logits read "
+            "after the text (§6.3)"
+        )
 
 
 @pytest.mark.exercise("SpamDataset")

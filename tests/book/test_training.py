@@ -152,6 +152,26 @@ def test_calc_loss_batch_ignores_targets_of_minus_100(impl, ref, datasets):
 
 
 @pytest.mark.exercise("calc_loss_loader")
+def test_calc_loss_loader_averages_batch_losses_when_the_last_batch_is_smaller(impl, ref, datasets):
+    model = tiny_model(ref).eval()
+    data = loader(ref, datasets[0], n=10)  # batches of 4, 4 and 2
+    with torch.no_grad():
+        losses = [float(ref.calc_loss_batch(x, y, model, "cpu")) for x, y in data]
+        sizes = [len(x) for x, _ in data]
+        got = float(impl.calc_loss_loader(data, model=model, device="cpu"))
+    by_example = sum(loss * n for loss, n in zip(losses, sizes)) / sum(sizes)
+    if math.isclose(got, by_example, rel_tol=1e-6) and not math.isclose(
+        by_example, sum(losses) / len(losses), rel_tol=1e-6
+    ):
+        raise AssertionError(
+            f"loader loss {got:.5f} weights each batch loss by its number of examples: the "
+            "book averages the batch losses, total_loss / num_batches, each batch counting once "
+            "(§5.1)"
+        )
+    assert_close(got, sum(losses) / len(losses), name="loader loss (batches 4, 4, 2)", atol=1e-6)
+
+
+@pytest.mark.exercise("calc_loss_loader")
 def test_calc_loss_loader_of_an_empty_loader_is_nan(impl, ref):
     model = tiny_model(ref)
     loss = impl.calc_loss_loader(DataLoader([]), model=model, device="cpu")
@@ -384,6 +404,27 @@ def test_each_step_is_the_books_step(impl, ref, datasets, tokenizer, capsys):
             "calc_loss_batch, loss.backward(), optimizer.step() (§5.2)"
         )
     assert_equal(len(val_losses), len(want_val), name="number of evaluations")
+
+
+@pytest.mark.exercise("train_model_simple")
+def test_a_model_handed_over_in_eval_mode_is_trained_in_training_mode(
+    impl, ref, datasets, tokenizer, capsys
+):
+    model = tiny_model(ref, drop_rate=0.5).eval()  # e.g. just evaluated by the learner
+    modes: list[bool] = []  # model.training at each forward pass that builds a graph
+    model.register_forward_pre_hook(
+        lambda module, args: modes.append(module.training) if torch.is_grad_enabled() else None
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.1)
+    torch.manual_seed(123)
+    train, val = loader(ref, datasets[0], shuffle=True, n=8), loader(ref, datasets[1])
+    impl.train_model_simple(model, train, val, optimizer, "cpu", 1, 100, 1, START, tokenizer)
+    capsys.readouterr()
+    assert modes and all(modes), (
+        f"{modes.count(False)} of {len(modes)} training steps ran in eval mode (dropout off) "
+        "when the model arrived in eval mode: train_model_simple must call model.train() at "
+        "the start of each epoch, so dropout is on while training (§5.2)"
+    )
 
 
 @pytest.mark.exercise("evaluate_model")

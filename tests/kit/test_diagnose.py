@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 import reference.model as R
+from ftkit import steps
 from ftkit.asserts import assert_tensor_equal
 from ftkit.check.impl import Impl
 from ftkit.diagnose import Diagnosis, diagnose, diagnose_model, pretty
 from ftkit.presets import get_config
+from ftkit.teach import teach_error
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = get_config("tiny", context_length=16, drop_rate=0.1)
@@ -186,23 +188,35 @@ VARIANTS = {
     "pos_emb computed, not added": (PosEmbUnused, ["first difference at GPTModel", "drop_emb"]),
     "no shortcut around ff": (
         with_parts(TransformerBlock=NoFeedForwardShortcut),
-        ["first difference at trf_blocks[0]", "TransformerBlock.forward", "shortcut"],
+        ["first difference at trf_blocks[0]", "no shortcut around the feed-forward"],
     ),
     "mask diagonal off by one": (
         with_parts(MultiHeadAttention=MaskDiagonalOffByOne),
-        ["first difference at trf_blocks[0].att", "NaN", "diagonal=1"],
+        ["first difference at trf_blocks[0].att", "hides position 0 from itself", "diagonal=0"],
     ),
     "dropout on context vectors": (
         with_parts(MultiHeadAttention=DropoutOnContext),
-        ["first difference at trf_blocks[0].att", "dropout on the attention weights"],
+        [
+            "first difference at trf_blocks[0].att",
+            "dropout is applied to the context",
+            "attention weights",
+        ],
     ),
     "heads not transposed": (
         with_parts(MultiHeadAttention=HeadsNotTransposed),
-        ["first difference at trf_blocks[0].att", "transpose(1, 2)"],
+        [
+            "first difference at trf_blocks[0].att",
+            "split with .view(b, heads, tokens, head_dim)",
+            "transpose(1, 2)",
+        ],
     ),
     "scaled by sqrt(d_out)": (
         with_parts(MultiHeadAttention=ScaleBySqrtDOut),
-        ["first difference at trf_blocks[0].att", "head_dim**0.5"],
+        [
+            "first difference at trf_blocks[0].att",
+            "divided by sqrt(64) = 8",
+            "sqrt(head_dim) = sqrt(16) = 4",
+        ],
     ),
     "feed-forward 2x": (
         with_parts(FeedForward=FeedForward2x),
@@ -214,7 +228,7 @@ VARIANTS = {
     ),
     "LayerNorm unbiased variance": (
         with_parts(LayerNorm=LayerNormUnbiased),
-        ["first difference at trf_blocks[0].norm1", "LayerNorm", "unbiased=False"],
+        ["first difference at trf_blocks[0].norm1", "LayerNorm", "unbiased variance"],
     ),
 }
 
@@ -241,7 +255,7 @@ def test_layernorm_without_eps_is_named_on_a_constant_input():
     found = diagnose_model(
         lambda: cls(block_cfg).trf_blocks[0], lambda: R.TransformerBlock(block_cfg), [x]
     )
-    assert_names(found, ["first difference at norm1", "NaN", "eps"])
+    assert_names(found, ["first difference at norm1", "no eps", "under the square root"])
 
 
 def test_parts_are_diagnosed_on_their_own():
@@ -250,11 +264,11 @@ def test_parts_are_diagnosed_on_their_own():
     found = diagnose_model(
         lambda: MaskDiagonalOffByOne(**kwargs), lambda: R.MultiHeadAttention(**kwargs), [x]
     )
-    assert_names(found, ["first difference at MultiHeadAttention", "NaN", "dropout"])
+    assert_names(found, ["first difference at MultiHeadAttention", "hides position 0 from itself"])
     found = diagnose_model(
         lambda: NoFeedForwardShortcut(CFG), lambda: R.TransformerBlock(CFG), [torch.rand(1, 4, 64)]
     )
-    assert_names(found, ["first difference at TransformerBlock", "drop_shortcut (call 2)"])
+    assert_names(found, ["first difference at TransformerBlock", "no shortcut around the feed"])
 
 
 class BlocksInALoop(R.GPTModel):
@@ -383,8 +397,9 @@ def test_a_causal_mask_off_by_one_fails_the_book_causality_test():
     with pytest.raises(AssertionError) as failure:
         book_tests("test_model").test_attention_is_causal(learner, Impl("reference"))
     message = str(failure.value)
-    assert message.startswith("outputs agree through W_value; first difference at "), message
-    assert "MultiHeadAttention" in message and "diagonal=1" in message, message
+    assert message.startswith(
+        "first difference at MultiHeadAttention: the mask hides position 0 from itself"
+    ), message
     assert "NaN at outputs 0-3[0, 0]" in message, message
 
 
@@ -446,3 +461,201 @@ def test_final_norm_skipped_is_named_by_the_books_logits_test(tmp_path):
     records = {r["name"]: r for r in json.loads(report.read_text())["exercises"]}
     message = records["GPTModel"]["message"]
     assert "outputs agree through trf_blocks; first difference at final_norm" in message, message
+
+
+# --- step level (ftkit.steps): inside attention, LayerNorm and generate ----------------------
+
+MHA_KWARGS = {"d_in": 12, "d_out": 12, "context_length": 8, "dropout": 0.0, "num_heads": 3}
+
+
+class LearnerAttention(nn.Module):
+    """A learner's own attention: other attribute names, einsum, keys computed first.
+
+    `scale`, `offset` (the mask's diagonal) and `merge` change one step each.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        self.h, self.dk = num_heads, d_out // num_heads
+        self.q = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.k = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.v = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.proj = nn.Linear(d_out, d_out)
+        self.drop = nn.Dropout(dropout)
+        self.scale, self.offset, self.merge = self.dk**0.5, 1, "transpose"
+
+    def forward(self, x):
+        n, t, c = x.shape
+        k = self.k(x).reshape(n, t, self.h, self.dk).permute(0, 2, 1, 3)
+        q = self.q(x).reshape(n, t, self.h, self.dk).permute(0, 2, 1, 3)
+        v = self.v(x).reshape(n, t, self.h, self.dk).permute(0, 2, 1, 3)
+        att = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.scale
+        hidden = torch.ones(t, t).triu(self.offset).bool()
+        att = self.drop(att.masked_fill(hidden, float("-inf")).softmax(-1))
+        y = torch.einsum("bhqk,bhkd->bhqd", att, v)
+        y = y.permute(0, 2, 1, 3) if self.merge == "transpose" else y
+        return self.proj(y.reshape(n, t, c))
+
+
+def learner_attention(**change) -> LearnerAttention:
+    torch.manual_seed(1)
+    module = LearnerAttention(**MHA_KWARGS)
+    for name, value in change.items():
+        setattr(module, name, value)
+    return module
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"offset": 2}, ["lets position 0 see position 1", "diagonal offset"]),
+        ({"offset": 0}, ["hides position 0 from itself"]),
+        ({"scale": 4.0}, ["divided by 4 (head_dim itself)", "sqrt(4) = 2"]),
+        ({"scale": 1.0}, ["divided by 1 (not scaled)"]),
+        ({"merge": "view"}, ["merged without transpose(1, 2)"]),
+    ],
+    ids=["diagonal offset", "diagonal 0", "head_dim", "no scale", "merge"],
+)
+def test_attention_steps_are_named_on_a_learners_own_class(change, words):
+    x = torch.rand(2, 7, 12)
+    text = steps.describe_attention(learner_attention(**change), x, 3) or ""
+    for word in words:
+        assert word in text, text
+    assert steps.describe_attention(learner_attention(), x, 3) is None
+
+
+def test_a_learners_attention_class_is_diagnosed_with_the_books_weights_by_position():
+    found = diagnose_model(
+        lambda: learner_attention(scale=4.0),
+        lambda: R.MultiHeadAttention(**MHA_KWARGS),
+        [torch.rand(2, 7, 12)],
+    )
+    assert_names(found, ["first difference at MultiHeadAttention", "divided by 4"])
+
+
+class ScaleAfterSoftmax(R.MultiHeadAttention):
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = (
+            m(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+            for m in (self.W_query, self.W_key, self.W_value)
+        )
+        scores = (q @ k.transpose(2, 3)).masked_fill(self.mask.bool()[:n, :n], -torch.inf)
+        weights = torch.softmax(scores, dim=-1) / self.head_dim**0.5
+        return self.out_proj((weights @ v).transpose(1, 2).contiguous().view(b, n, self.d_out))
+
+
+def test_attention_steps_are_named_on_reference_copies():
+    x = torch.rand(2, 7, 12)
+    torch.manual_seed(1)
+    for cls, word in (
+        (ScaleAfterSoftmax, "after the softmax"),
+        (HeadsNotTransposed, "split with .view(b, heads, tokens, head_dim)"),
+        (ScaleBySqrtDOut, "sqrt of d_out"),
+    ):
+        text = steps.describe_attention(cls(**MHA_KWARGS), x, 3) or ""
+        assert word in text, (cls.__name__, text)
+    assert steps.describe_attention(R.MultiHeadAttention(**MHA_KWARGS), x, 3) is None
+
+
+class LearnerLayerNorm(nn.Module):
+    """A learner's LayerNorm: gamma/beta, std computed with torch.var_mean, `how` one change."""
+
+    def __init__(self, emb_dim, how="book"):
+        super().__init__()
+        self.gamma, self.beta, self.how = nn.Parameter(torch.ones(emb_dim)), None, how
+        self.beta = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=self.how == "unbiased")
+        if self.how == "eps outside":
+            return self.gamma * ((x - mean) / (var.sqrt() + 1e-5)) + self.beta
+        return self.gamma * ((x - mean) / (var + 1e-5).sqrt()) + self.beta
+
+
+@pytest.mark.parametrize(
+    "how, word",
+    [("eps outside", "eps added outside the square root"), ("unbiased", "unbiased variance")],
+)
+def test_layernorm_steps_are_named_on_a_learners_own_class(how, word):
+    assert word in (steps.describe_layernorm(LearnerLayerNorm(8, how), 8) or "")
+    assert steps.describe_layernorm(LearnerLayerNorm(8), 8) is None
+
+
+def test_layernorm_steps_are_named_on_reference_copies():
+    text = steps.describe_layernorm(LayerNormWithoutEps(8), 8) or ""
+    assert "no eps" in text, text
+    assert steps.describe_layernorm(R.LayerNorm(8), 8) is None
+
+
+def learner_generate(crop="last", temperature_last=False):
+    """A learner's generate: its own loop, temperature before top-k (the same tokens)."""
+
+    def generate(
+        model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None
+    ):
+        for _ in range(max_new_tokens):
+            window = idx[:, -context_size:] if crop == "last" else idx[:, :context_size]
+            with torch.no_grad():
+                logits = model(window)[:, -1, :]
+            if temperature > 0 and not temperature_last:
+                logits = logits / temperature
+            if top_k:
+                kth = logits.topk(top_k, dim=-1).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            if temperature > 0:
+                probs = (
+                    logits.softmax(-1) if not temperature_last else logits.softmax(-1) / temperature
+                )
+                nxt = torch.multinomial(probs, 1)
+            else:
+                nxt = logits.argmax(-1, keepdim=True)
+            if eos_id is not None and nxt.item() == eos_id:
+                break
+            idx = torch.cat([idx, nxt], dim=1)
+        return idx
+
+    return generate
+
+
+def test_generate_steps_are_named_on_a_learners_own_function():
+    assert steps.describe_generate(learner_generate()) is None
+    text = steps.describe_generate(learner_generate(crop="first")) or ""
+    assert "your crop keeps the first 3 tokens, the book keeps the last 3" in text, text
+    text = steps.describe_generate(learner_generate(temperature_last=True)) or ""
+    assert "temperature applied after the softmax" in text, text
+
+
+def test_generate_steps_are_named_on_reference_copies():
+    import reference.generation as G
+
+    assert steps.describe_generate(G.generate) is None
+    source = Path(G.__file__).read_text()
+    namespace: dict = {"__name__": "variant"}
+    exec(
+        compile(
+            source.replace("torch.topk(logits, top_k)", "torch.topk(logits, top_k + 1)"),
+            "v",
+            "exec",
+        ),
+        namespace,
+    )  # noqa: S102
+    assert "top-k keeping k + 1" in (steps.describe_generate(namespace["generate"]) or "")
+
+
+def test_raw_torch_errors_get_a_lesson_and_the_learners_line():
+    learner = "import torch\nlogits = torch.zeros(2, 5)\n" + (
+        "loss = torch.nn.functional.cross_entropy(logits, torch.tensor([1, -100]), "
+        "ignore_index=50256)\n"
+    )
+    try:
+        exec(compile(learner, "/learner/training.py", "exec"), {})  # noqa: S102
+    except IndexError as err:
+        text = teach_error(err, ["calc_loss_batch"]) or ""
+    assert "ignore_index=-100" in text, text
+    assert "raised at /learner/training.py:3)" in text, text
+    try:
+        torch.zeros(16, 8) + torch.zeros(8, 16)
+    except RuntimeError as err:
+        assert "(A @ B).T" in (teach_error(err, ["merge_lora"]) or "")
+        assert teach_error(err, ["calc_loss_batch"]) is None
