@@ -431,6 +431,7 @@ def run_book_tests(tmp_path: Path, package: str, keyword: str, *extra: str):
     )
 
 
+@pytest.mark.checker  # the book tests in a child process on a learner's package (~10 s)
 def test_final_norm_skipped_is_named_by_the_books_logits_test(tmp_path):
     learner = tmp_path / "learner"
     learner.mkdir()

@@ -51,6 +51,7 @@ def two_ranks(tmp_path_factory) -> tuple[dict, str]:
     return json.loads((out / "result.json").read_text()), run.stdout
 
 
+@pytest.mark.slow  # one 2-process gloo run for these three tests (~18 s on 2 cores)
 @pytest.mark.parametrize(("strategy", "rel"), [("ddp", 1e-5), ("fsdp", 1e-4)])
 def test_two_ranks_follow_one_process_on_the_same_global_batches(two_ranks, strategy, rel):
     result = two_ranks[0][strategy]
@@ -59,6 +60,7 @@ def test_two_ranks_follow_one_process_on_the_same_global_batches(two_ranks, stra
     assert result["losses"] == pytest.approx(result["reference"], rel=rel)
 
 
+@pytest.mark.slow  # one 2-process gloo run for these three tests (~18 s on 2 cores)
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_a_run_stopped_after_an_epoch_resumes_with_identical_losses(two_ranks, strategy):
     result = two_ranks[0][strategy]
@@ -67,6 +69,7 @@ def test_a_run_stopped_after_an_epoch_resumes_with_identical_losses(two_ranks, s
     assert result["full"]["examples_seen"] == 48  # global counts: both ranks' examples
 
 
+@pytest.mark.slow  # one 2-process gloo run for these three tests (~18 s on 2 cores)
 def test_rank_zero_alone_writes_and_prints(two_ranks):
     result, stdout = two_ranks
     # checkpoints of the 2-epoch run (2), of the stopped run (1) and of the resumed run (1)
