@@ -240,3 +240,19 @@ def assert_tokens_equal(actual, expected, tokenizer, *, name: str, why: str | No
         f"(first difference at character {at}: "
         f"{want[at : at + 1]!r} expected, {got[at : at + 1]!r} found){_because(why)}"
     )
+
+
+def plot_text(text: str) -> str:
+    """A plot's label or axis title as the book tests compare it: lower case, single spaces.
+
+    The legend's typography ('training loss', 'Training  loss') is the learner's choice; what
+    is plotted, against what, and which curve is which, is the book's (§5.1, §6.7).
+    """
+    return " ".join(str(text).split()).lower()
+
+
+def plotted_curves(ax) -> dict[str, list[float]]:
+    """The curves a matplotlib Axes shows, by their `plot_text` label."""
+    return {
+        plot_text(line.get_label()): [float(y) for y in line.get_ydata()] for line in ax.get_lines()
+    }

@@ -16,7 +16,13 @@ import torch
 from book_package import book_module
 from torch.utils.data import DataLoader
 
-from ftkit.asserts import assert_close, assert_equal, assert_tensor_equal
+from ftkit.asserts import (
+    assert_close,
+    assert_equal,
+    assert_tensor_equal,
+    plot_text,
+    plotted_curves,
+)
 from ftkit.check.logs import lines_carrying, style_note
 from ftkit.data.instruction import load_instruction_data
 from ftkit.io.tokenizer import get_tokenizer
@@ -335,18 +341,22 @@ def test_plot_losses_draws_both_curves_against_epochs_and_tokens(impl, drawn_fig
     train, val = [2.6, 1.9, 1.2], [2.7, 2.0, 1.5]
     fig = drawn_figure(impl.plot_losses, epochs, tokens, train, val)
     ax1 = fig.axes[0]
-    curves = {line.get_label(): [float(y) for y in line.get_ydata()] for line in ax1.get_lines()}
+    curves = plotted_curves(ax1)
     assert_equal(
         curves,
-        {"Training loss": train, "Validation loss": val},
+        {"training loss": train, "validation loss": val},
         name="curves on the epochs axis",
         why="the book plots both losses against epochs, labelled for the legend (§5.1)",
     )
-    assert_equal((ax1.get_xlabel(), ax1.get_ylabel()), ("Epochs", "Loss"), name="axis labels")
+    assert_equal(
+        (plot_text(ax1.get_xlabel()), plot_text(ax1.get_ylabel())),
+        ("epochs", "loss"),
+        name="axis labels",
+    )
     tops = [ax for ax in fig.axes[1:] if ax.get_xlabel()]
     assert_equal(
-        [ax.get_xlabel() for ax in tops],
-        ["Tokens seen"],
+        [plot_text(ax.get_xlabel()) for ax in tops],
+        ["tokens seen"],
         name="second x-axis",
         why="a twin x-axis shows tokens seen, aligned by an invisible copy of the curve (§5.1)",
     )
