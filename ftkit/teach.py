@@ -134,6 +134,13 @@ ERROR_LESSONS: list[tuple[str, str, str]] = [
         "Linear(emb_dim, num_classes))",
     ),
     (
+        "SpamDataset",
+        r"unsupported operand type\(s\) for -: 'list' and 'int'",
+        "the padding length is a list, not a number: with max_length=None the book pads to "
+        "the length of the longest encoded text, max(len(ids) for ids in encoded_texts) "
+        "(§6.3), not to the longest text itself (max(encoded_texts, key=len))",
+    ),
+    (
         "",
         r"stack expects each tensor to be equal size",
         "the rows of the batch have different lengths: every row is padded to the batch's "

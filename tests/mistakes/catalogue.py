@@ -597,6 +597,15 @@ CATALOGUE: list[Mistake] = [
         "long texts not truncated to max_length",
     ),
     M(
+        "spam-longest-is-a-text",
+        "SpamDataset",
+        "spam_data",
+        "        return max((len(ids) for ids in self.encoded_texts), default=0)",
+        "        return max(self.encoded_texts, key=len)",
+        ("padding length is a list",),
+        "max_length=None keeps the longest text itself, not its length",
+    ),
+    M(
         "spam-pads-with-zero",
         "SpamDataset",
         "spam_data",
