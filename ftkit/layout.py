@@ -7,8 +7,10 @@ renamed `suite/` (setup.py's build step copies them), so nothing named `tests`, 
 `exercises` lands at the top of site-packages. This module is the one place that decides which
 of the two is in use; everything that looks for the suite, the goldens or the benchmarks asks it.
 
-`reference` and `exercises` keep their import names in both: in an installed kit,
-`enable_imports()` (run by `import ftkit`) maps exactly those two names to the wheel's copy.
+`reference` and `exercises` keep their import names in both: `enable_imports()` (run by
+`import ftkit`) maps exactly those two names to the wheel's copy in an installed kit, and to the
+checkout's when nothing on sys.path has them (the `ftkit` console script of an editable
+install, run from any folder).
 """
 
 from __future__ import annotations
@@ -82,15 +84,24 @@ def bench_results_dir() -> Path:
 
 
 class _BookFinder(importlib.abc.MetaPathFinder):
-    """Finds `reference` and `exercises` (and their modules) in the wheel's copy."""
+    """Finds `reference` and `exercises` (and their modules) in ROOT: the wheel's copy or the checkout."""
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in BOOK_PACKAGES:
-            return None  # submodules follow the package's __path__, inside BUNDLE
-        return importlib.machinery.PathFinder.find_spec(fullname, [str(BUNDLE)])
+            return None  # submodules follow the package's __path__, inside ROOT
+        return importlib.machinery.PathFinder.find_spec(fullname, [str(ROOT)])
 
 
 def enable_imports() -> None:
-    """Installed kit: `import reference` / `import exercises` load the wheel's copy (idempotent)."""
-    if INSTALLED and not any(isinstance(f, _BookFinder) for f in sys.meta_path):
+    """`import reference` / `import exercises` load the kit's own copy, however ftkit was started.
+
+    Installed kit: the wheel's copy, first. Checkout (an editable install maps only `ftkit`):
+    the checkout's, when nothing on sys.path has them, e.g. the `ftkit` console script run
+    from another folder. Idempotent.
+    """
+    if any(isinstance(f, _BookFinder) for f in sys.meta_path):
+        return
+    if INSTALLED:
         sys.meta_path.insert(0, _BookFinder())
+    else:
+        sys.meta_path.append(_BookFinder())

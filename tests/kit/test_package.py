@@ -72,6 +72,24 @@ def test_a_checkout_finds_its_own_files():
     assert not layout.is_checkout(ROOT / "ftkit")
 
 
+def test_the_console_script_imports_the_book_code_from_any_folder(tmp_path):
+    """`ftkit instruct ...` from a checkout's editable install: not cwd, not PYTHONPATH."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def python(code: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", code]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    if python("import ftkit").returncode != 0:
+        pytest.skip("ftkit is not installed in this Python (only on PYTHONPATH)")
+    result = python("import ftkit, reference.collate, exercises; print(reference.__file__)")
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).parent == layout.ROOT / "reference"
+
+
 def test_init_writes_stubs_readme_and_config_and_never_overwrites(tmp_path, capsys):
     folder = tmp_path / "mine"
     assert main(["init", str(folder)]) == 0
