@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,9 +80,6 @@ def cpu_snapshot() -> tuple[float, float, float] | None:
 
     Read from /proc/stat (Linux); elsewhere None, and no load is recorded.
     """
-    import os
-    import time
-
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     except OSError:
@@ -93,8 +92,6 @@ def cpu_snapshot() -> tuple[float, float, float] | None:
 
 def others_cpu_share(before, after, cores: int | None = None) -> float | None:
     """The share of all CPUs that other processes used between two `cpu_snapshot()`s (0 to 1)."""
-    import os
-
     if before is None or after is None or after[0] <= before[0]:
         return None
     cores = cores or os.cpu_count() or 1
