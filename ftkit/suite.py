@@ -6,7 +6,9 @@ when pytest-xdist is installed. It leaves the run in one process when the comman
 test files or node ids (a targeted run starts faster in one process), asks for workers itself
 (`-n`, `--dist`), turns xdist off (`-p no:xdist`, which `ftkit check` and `ftkit grade` pass),
 debugs (`--pdb`, `--trace`, `-s`), only lists (`--collect-only`, `--help`, ...), or when
-`FTKIT_PYTEST_WORKERS=1`. `FTKIT_PYTEST_WORKERS=N` sets the count; the default is the CPUs
+`FTKIT_PYTEST_WORKERS=1`, or checks an implementation other than the reference (`--impl`,
+`FTKIT_IMPL`: the checker runs the learner's code in a temporary working folder, which
+xdist's workers would start in). `FTKIT_PYTEST_WORKERS=N` sets the count; the default is the CPUs
 this process may use, at most 8. Each worker then gives torch its share of the CPUs
 (tests/conftest.py, `torch_threads_per_worker`), so N workers never oversubscribe the
 machine.
@@ -88,20 +90,24 @@ def workers_for(args: list[str], environ: dict[str, str] | None = None) -> int:
     wanted = int(chosen) if chosen.isdigit() else min(cpus(), MAX_WORKERS)
     if wanted <= 1:
         return 1
-    expect_value = False
+    if environ.get("FTKIT_IMPL", "reference") != "reference":
+        return 1
+    expect_value = ""
     for arg in args:
         if expect_value:
-            expect_value = False
-            if arg == "no:xdist":
+            option, expect_value = expect_value, ""
+            if (option, arg) == ("-p", "no:xdist") or (option == "--impl" and arg != "reference"):
                 return 1
             continue
+        if arg.startswith("--impl=") and arg != "--impl=reference":
+            return 1
         name = arg.split("=", 1)[0]
         if arg in ("-pno:xdist", "-p=no:xdist") or name in _ONE_PROCESS:
             return 1
         if arg.startswith("-n") and arg[2:].isdigit() or arg.startswith("-n="):
             return 1
         if arg.startswith("-"):
-            expect_value = arg in _TAKES_VALUE
+            expect_value = arg if arg in _TAKES_VALUE else ""
             continue
         return 1  # a test path or node id: a targeted run
     return wanted

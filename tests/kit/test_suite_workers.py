@@ -27,7 +27,14 @@ def four_cpus(monkeypatch):
 @needs_xdist
 @pytest.mark.parametrize(
     "command",
-    [[], ["-q"], ["--impl", "exercises", "-q"], ["--junitxml=out.xml"], ["-k", "collate", "-x"]],
+    [
+        [],
+        ["-q"],
+        ["--impl", "reference", "-q"],
+        ["--impl=reference"],
+        ["--junitxml=out.xml"],
+        ["-k", "collate", "-x"],
+    ],
 )
 def test_a_whole_suite_run_gets_one_worker_per_cpu(four_cpus, command):
     assert suite.workers_for(ADDOPTS + command, QUIET_ENV) == 4
@@ -49,6 +56,9 @@ def test_a_whole_suite_run_gets_one_worker_per_cpu(four_cpus, command):
         ["-s"],
         ["--collect-only"],
         ["--help"],
+        # The checker works in a temporary folder, where xdist's workers would start.
+        ["--impl", "exercises", "-q"],
+        ["--impl=my_solution.py"],
     ],
 )
 def test_targeted_debugging_and_explicit_runs_stay_as_asked(four_cpus, command):
@@ -60,6 +70,8 @@ def test_the_environment_sets_or_disables_the_count(four_cpus):
     assert suite.workers_for(ADDOPTS, {suite.ENV: "2"}) == 2
     assert suite.workers_for(ADDOPTS, {suite.ENV: "1"}) == 1
     assert suite.workers_for(ADDOPTS, {"PYTEST_XDIST_WORKER": "gw0"}) == 1  # no nesting
+    assert suite.workers_for(ADDOPTS, {"FTKIT_IMPL": "exercises"}) == 1
+    assert suite.workers_for(ADDOPTS, {"FTKIT_IMPL": "reference"}) == 4
 
 
 def test_one_cpu_or_no_xdist_means_one_process(monkeypatch):
