@@ -3,8 +3,9 @@
 Loaded by pytest's `addopts` (`-p ftkit.suite`, pyproject.toml) before the command line is
 parsed, so it can add pytest-xdist's `-n N` to a plain `pytest` (or `pytest --impl PACKAGE`)
 when pytest-xdist is installed. It leaves the run in one process when the command names
-test files or node ids (a targeted run starts faster in one process), asks for workers itself
-(`-n`, `--dist`), turns xdist off (`-p no:xdist`, which `ftkit check` and `ftkit grade` pass),
+test files or node ids (a targeted run starts faster in one process; `ftkit check` and
+`ftkit grade` name the suite's folder, so they stay in one process too), asks for workers itself
+(`-n`, `--dist`), turns xdist off (`-p no:xdist`),
 debugs (`--pdb`, `--trace`, `-s`), only lists (`--collect-only`, `--help`, ...), or when
 `FTKIT_PYTEST_WORKERS=1`, or checks an implementation other than the reference (`--impl`,
 `FTKIT_IMPL`: the checker runs the learner's code in a temporary working folder, which
