@@ -1,18 +1,18 @@
 """A whole-suite `pytest` run spreads over the CPUs; a run of chosen tests stays in one process.
 
 Loaded by pytest's `addopts` (`-p ftkit.suite`, pyproject.toml) before the command line is
-parsed, so it can add pytest-xdist's `-n N` to a plain `pytest` (or `pytest --impl PACKAGE`)
-when pytest-xdist is installed. It leaves the run in one process when the command names
-test files or node ids (a targeted run starts faster in one process; `ftkit check` and
-`ftkit grade` name the suite's folder, so they stay in one process too), asks for workers itself
-(`-n`, `--dist`), turns xdist off (`-p no:xdist`),
-debugs (`--pdb`, `--trace`, `-s`), only lists (`--collect-only`, `--help`, ...), or when
-`FTKIT_PYTEST_WORKERS=1`, or checks an implementation other than the reference (`--impl`,
-`FTKIT_IMPL`: the checker runs the learner's code in a temporary working folder, which
-xdist's workers would start in). `FTKIT_PYTEST_WORKERS=N` sets the count; the default is the CPUs
-this process may use, at most 8. Each worker then gives torch its share of the CPUs
-(tests/conftest.py, `torch_threads_per_worker`), so N workers never oversubscribe the
-machine.
+parsed, so it can add pytest-xdist's `-n N --dist loadscope` to a plain `pytest` when
+pytest-xdist is installed. N is the CPUs this process may use, at most 8;
+`FTKIT_PYTEST_WORKERS=N` sets it. The run stays in one process when the command:
+- names test files or node ids (a targeted run starts faster in one process; `ftkit check`
+  and `ftkit grade` name the suite's folder, so they stay in one process too);
+- asks for workers itself (`-n`, `--dist`) or turns xdist off (`-p no:xdist`);
+- debugs (`--pdb`, `--trace`, `-s`) or only lists (`--collect-only`, `--help`, ...);
+- checks an implementation other than the reference (`--impl`, `FTKIT_IMPL`): the checker
+  runs the learner's code in a temporary working folder, where xdist's workers would start;
+- or runs with `FTKIT_PYTEST_WORKERS=1`.
+Each worker gives torch its share of the CPUs (tests/conftest.py's `pytest_configure`), so N
+workers do not oversubscribe the machine.
 """
 
 from __future__ import annotations
