@@ -640,7 +640,8 @@ class ExerciseRecorder:
                     write_gradescope(exercises, Path(report_path))
                 else:
                     write_report(exercises, Path(report_path), impl_name)
-                reporter.write_line(f"results written to {report_path}")
+                if not config.getoption("--ftkit-no-table"):  # a sandbox's report: internal
+                    reporter.write_line(f"results written to {report_path}")
             except OSError as err:
                 self.report_failed = 1
                 reporter.write_line(

@@ -4,7 +4,8 @@ and output. Every process it starts dies with it (its own PID namespace, then a 
 
 The CPU limit is the whole command's: the CPU time of every process it ever ran, summed by
 a cpuacct cgroup the parent polls (a submission that forks busy children cannot spread its
-work under a per-process limit); where that cgroup cannot be made, each process's RLIMIT_CPU.
+work under a per-process limit); where that cgroup cannot be made, the process tree's times
+from /proc, polled the same way; and each process's RLIMIT_CPU besides.
 """
 
 from __future__ import annotations
@@ -148,6 +149,30 @@ def cpu_used(folder: Path) -> float | None:
         return int((folder / "cpuacct.usage").read_text()) / 1e9
     except (OSError, ValueError):
         return None
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of process `root` and its descendants, with the children they have reaped
+    (/proc: where no cpuacct cgroup can be made; in a PID namespace orphans stay in the tree)."""
+    parents: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(entry.name)
+        parents.setdefault(int(fields[1]), []).append(pid)  # fields[1]: ppid
+        times[pid] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += parents.get(pid, [])
+    return total
 
 
 def cgroup_sweep(folder: Path) -> int:
@@ -338,7 +363,7 @@ def run(
         while not ended.wait(POLL_S):
             if time.monotonic() - start > limits.wall_s:
                 stop(f"wall limit {limits.wall_s:g} s exceeded")
-            used = cpu_used(cgroups["cpuacct"]) if "cpuacct" in cgroups else None
+            used = cpu_used(cgroups["cpuacct"]) if "cpuacct" in cgroups else tree_cpu(proc.pid)
             if used is not None and used > limits.cpu_s:
                 stop(f"CPU limit {limits.cpu_s:g} s exceeded")
 

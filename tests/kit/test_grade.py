@@ -25,7 +25,9 @@ from ftkit.layout import EXERCISES, GOLDEN, ROOT
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 COLLATE = ["custom_collate_draft_1", "custom_collate_draft_2", "custom_collate_fn"]
-CPU_S = 60  # the corpus's CPU limit of a whole check: an honest collate check needs about 15 s
+# The corpus's limits of a whole check: an honest collate check needs about 30 CPU seconds; the
+# busy children of cpu_fork.py reach CPU_S well before WALL_S even niced on a loaded machine.
+CPU_S, WALL_S = 50, 150
 
 
 def _tensor(values, **extra) -> dict:
@@ -133,7 +135,7 @@ def graded(tmp_path_factory):
     out = tmp_path_factory.mktemp("grades")
     before, sleepers = _goldens(), _sleepers()
     argv = [sys.executable, "-m", "ftkit", "grade", str(subs), "--out", str(out), "--jobs", "2"]
-    argv += ["--stage", "collate", "--wall-s", "90", "--output-mb", "8", "--memory-gb", "4"]
+    argv += ["--stage", "collate", "--wall-s", str(WALL_S), "--output-mb", "8", "--memory-gb", "4"]
     argv += ["--cpu-s", str(CPU_S)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -146,15 +148,21 @@ def _results(out: Path, name: str) -> dict:
 
 
 @pytest.mark.grade
-def test_the_cpu_limit_is_the_whole_commands(tmp_path):
-    """Busy children each far under a per-process CPU limit are stopped together (cgroup)."""
-    if bwrap() is None or not os.access(sandbox.CGROUPS / "cpuacct", os.W_OK):
-        pytest.skip("needs bubblewrap and a writable cpuacct cgroup (root)")
+@pytest.mark.parametrize("counter", ["cgroup", "proc"])
+def test_the_cpu_limit_is_the_whole_commands(tmp_path, monkeypatch, counter):
+    """Busy children each far under a per-process CPU limit are stopped together: summed by a
+    cpuacct cgroup, or (without cgroups) from the process tree in /proc."""
+    if bwrap() is None:
+        pytest.skip("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+    if counter == "cgroup" and not os.access(sandbox.CGROUPS / "cpuacct", os.W_OK):
+        pytest.skip("needs a writable cpuacct cgroup (root)")
+    if counter == "proc":
+        monkeypatch.setattr(sandbox, "make_cgroups", lambda slot, limits: {})
     spin = "import subprocess, sys; c = [subprocess.Popen([sys.executable, '-c', 'while 1: pass']) for _ in range(4)]; c[0].wait()"
-    limits = Limits(cpu_s=3, wall_s=120)
+    limits = Limits(cpu_s=3, wall_s=30)
     outcome = sandbox.run([sys.executable, "-c", spin], tmp_path, env={}, limits=limits, slot=99)
     assert outcome.limit == "CPU limit 3 s exceeded", outcome
-    assert outcome.cpu_s >= 3 and outcome.outlived == 0
+    assert outcome.outlived == 0
 
 
 @pytest.mark.grade
@@ -180,7 +188,7 @@ def test_the_honest_submission_gets_its_full_score(graded):
         ("memory.py", "memory limit 4 GB exceeded in test_"),
         ("orphans.py", ""),
         ("flood.py", "output limit 8 MB exceeded"),
-        ("alarm.py", ("wall limit 90 s exceeded", f"CPU limit {CPU_S} s exceeded")),
+        ("alarm.py", (f"wall limit {WALL_S} s exceeded", f"CPU limit {CPU_S} s exceeded")),
         ("cpu_fork.py", f"CPU limit {CPU_S} s exceeded in test_"),
         ("classbody.py", "crashed"),
     ],
@@ -235,7 +243,7 @@ def sandboxed_check(tmp_path_factory):
 @pytest.mark.grade
 def test_check_sandbox_prints_the_verified_table(sandboxed_check, tmp_path):
     honest = tmp_path / "mine.py"
-    honest.write_text((ROOT / "reference" / "collate.py").read_text(encoding="utf-8"))
+    honest.write_text((ROOT / "reference" / "collate.py").read_text(encoding="utf-8") + "# mine\n")
     done = sandboxed_check(honest, "--sandbox", "--report", str(tmp_path / "r.json"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("ftkit check: ") == 1  # the worker's own table is left out
