@@ -2,7 +2,7 @@
 answer-key write and each limit gets its verdict and no point; the goldens are byte-identical
 afterwards, no process outlives the grade, and an honest submission beside them scores fully.
 
-The corpus runs under the `grade` marker (its own CI step, about 3 minutes on 2 cores); the
+The corpus runs under the `grade` marker (its own CI step, about 12 minutes on 2 loaded cores); the
 verification rules themselves are checked in milliseconds in the default run.
 """
 
