@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sandbox",
         action="store_true",
         help="check as `ftkit grade` does: your code in a sandbox (bubblewrap) with limits, "
-        "every verdict decided outside it (slower; default: in-process)",
+        "every verdict decided outside it (default: in-process)",
     )
     from ftkit.commands.grade import add_limits
 
