@@ -58,6 +58,10 @@ DEFAULTS_KEY = pytest.StashKey[dict]()
 DEPENDS_KEY = pytest.StashKey[dict]()
 # Per tests/book function, the names it used (reference runs; tests/kit/test_markers.py reads it).
 USAGE_KEY = pytest.StashKey[UsageRecorder]()
+# `ftkit grade` and `ftkit check --sandbox`: each test's id is appended to this file as it
+# starts, so the parent can name the test a limit stopped (a message only: no verdict is
+# decided from it).
+PROGRESS_ENV = "FTKIT_PROGRESS"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="print the exercise table also for --impl reference",
+    )
+    group.addoption(
+        "--ftkit-no-table",
+        action="store_true",
+        default=False,
+        help="leave the exercise table and Next: out (`ftkit check --sandbox` prints its own, "
+        "from verified outcomes)",
     )
     group.addoption(
         "--execute",
@@ -224,6 +235,13 @@ def pytest_timeout_set_timer(item: pytest.Item, settings) -> bool | None:
     signal.signal(signal.SIGALRM, handler)
     signal.setitimer(signal.ITIMER_REAL, limit, 1.0)
     return True
+
+
+def pytest_runtest_logstart(nodeid: str, location) -> None:
+    path = os.environ.get(PROGRESS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(nodeid + "\n")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -622,7 +640,8 @@ class ExerciseRecorder:
                     write_gradescope(exercises, Path(report_path))
                 else:
                     write_report(exercises, Path(report_path), impl_name)
-                reporter.write_line(f"results written to {report_path}")
+                if not config.getoption("--ftkit-no-table"):  # a sandbox's report: internal
+                    reporter.write_line(f"results written to {report_path}")
             except OSError as err:
                 self.report_failed = 1
                 reporter.write_line(
@@ -640,6 +659,8 @@ class ExerciseRecorder:
             reporter.write_line(f"ftkit: {key}: {difference}")
         for key, difference in config.stash.get(DEFAULTS_KEY, {}).items():
             reporter.write_line(f"ftkit: {key}: {difference}")
+        if config.getoption("--ftkit-no-table"):
+            return exit_status(exercises)
         reporter.write_sep("=", f"ftkit check: {_header(impl_name)}")
         reporter.write_line(render_table(exercises))
         reporter.write_line("")

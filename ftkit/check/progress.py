@@ -334,6 +334,9 @@ def write_report(exercises: dict[str, Exercise], path: Path, impl: str) -> None:
             "signature": ex.signature,
             "blocked_by": ex.blocked_by,
             "tests": ex.outcomes,
+            "file": ex.file,  # where the learner writes it (their own file where it has one)
+            "line": ex.line,
+            "where": ex.where,  # the learner's file:line its first failure came from
         }
         for ex in exercises.values()
     ]

@@ -80,7 +80,13 @@ def child_env() -> dict[str, str]:
 
 
 def check_once(
-    impl: str, stage: str | None, keyword: str | None, report: Path | None, **opts
+    impl: str,
+    stage: str | None,
+    keyword: str | None,
+    report: Path | None,
+    *,
+    sandbox: bool = False,
+    **opts,
 ) -> int:
     if not BOOK_TESTS.is_dir():
         print(
@@ -94,6 +100,14 @@ def check_once(
 
     if is_path(impl):  # the child runs in the kit's folder: a path relative to ours
         impl = str(Path(impl).expanduser().resolve())
+    if sandbox:  # as `ftkit grade` checks a submission (ftkit/grade)
+        from ftkit.grade import run as grade
+
+        fmt = opts.pop("report_format", "json")
+        settings = grade.Settings(
+            stage=canonical_stage(stage) if stage else None, keyword=keyword, **opts
+        )
+        return grade.check(impl, settings, report.resolve() if report else None, fmt)
     args = pytest_args(impl, stage, keyword, report, **opts)
     linux = sys.platform.startswith("linux")
     child = subprocess.Popen(
@@ -218,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
         "execute": args.execute,
         "book_only": args.book_only,
     }
+    if args.sandbox:
+        from ftkit.commands.grade import limits_of
+
+        opts.update(sandbox=True, limits=limits_of(args))
     code = check_once(args.impl, args.stage, args.keyword, report, **opts)
     if args.watch:
         return watch(args.impl, args.keyword, report, **opts)

@@ -58,6 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--watch", action="store_true", help="rerun the affected stage whenever a file changes"
     )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="check as `ftkit grade` does: your code in a sandbox (bubblewrap) with limits, "
+        "every verdict decided outside it (default: in-process)",
+    )
+    from ftkit.commands.grade import add_limits
+
+    add_limits(parser)
     parser.set_defaults(func=_run)
 
 

@@ -1,6 +1,11 @@
 """Run one command in a sandbox: bubblewrap (no network, the file system read-only but for
 its own folder and /tmp), its own user id, and limits on memory, CPU, wall time, processes
 and output. Every process it starts dies with it (its own PID namespace, then a sweep).
+
+The CPU limit is the whole command's: the CPU time of every process it ever ran, summed by
+a cpuacct cgroup the parent polls (a submission that forks busy children cannot spread its
+work under a per-process limit); where that cgroup cannot be made, the process tree's times
+from /proc, polled the same way; and each process's RLIMIT_CPU besides.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class Limits:
     """What one submission's check may use (README "Grading a class")."""
 
     memory_gb: float = 4.0  # address space of each process (RLIMIT_AS)
-    cpu_s: int = 600  # CPU seconds of each process (RLIMIT_CPU)
+    cpu_s: int = 600  # CPU seconds of the whole check (cpuacct cgroup; else each process's)
     wall_s: int = 300  # the whole check, from start to end
     processes: int = 256  # processes and threads of the submission's user (RLIMIT_NPROC)
     output_mb: int = 64  # stdout and stderr together, before the check is stopped
@@ -109,6 +114,7 @@ def make_cgroups(slot: int, limits: Limits) -> dict[str, Path]:
             "memory.limit_in_bytes": str(int(limits.memory_gb * 2**30)),
             "memory.swappiness": "0",
         },
+        "cpuacct": {},  # read, not limited: the parent stops the check past `limits.cpu_s`
     }
     made = {}
     for controller, values in settings.items():
@@ -135,6 +141,38 @@ def oom_kills(folder: Path) -> int:
         return 0
     counts = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
     return int(counts.get("oom_kill", 0))
+
+
+def cpu_used(folder: Path) -> float | None:
+    """CPU seconds used by every process that ever ran in a cpuacct cgroup (None: unreadable)."""
+    try:
+        return int((folder / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of process `root` and its descendants, with the children they have reaped
+    (/proc: where no cpuacct cgroup can be made; in a PID namespace orphans stay in the tree)."""
+    parents: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(entry.name)
+        parents.setdefault(int(fields[1]), []).append(pid)  # fields[1]: ppid
+        times[pid] = sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += parents.get(pid, [])
+    return total
 
 
 def cgroup_sweep(folder: Path) -> int:
@@ -180,19 +218,30 @@ def _preexec(limits: Limits, processes: int, cgroups: dict[str, Path]) -> None:
 
 
 def command(
-    argv: list[str], work: Path, *, uid: int | None, hidden: list[Path], use_bwrap: bool
+    argv: list[str],
+    work: Path,
+    *,
+    uid: int | None,
+    hidden: list[Path],
+    use_bwrap: bool,
+    readable: list[Path] = (),
 ) -> list[str]:
-    """The command line: `argv` inside bubblewrap (when available) as user `uid` (when root)."""
+    """The command line: `argv` inside bubblewrap (when available) as user `uid` (when root);
+    `hidden` folders empty, `readable` paths shown read-only (also under /tmp or a hidden one)."""
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"] if uid else []
     if not use_bwrap:
         return [*drop, *argv]
     line = [bwrap() or "bwrap", "--ro-bind", "/", "/", "--perms", "1777", "--tmpfs", "/tmp"]
     for folder in hidden:  # other submissions and their grades
         line += ["--tmpfs", str(folder)]
+    for path in readable:
+        line += ["--ro-bind", str(path), str(path)]
     line += ["--bind", str(work), str(work)]
     line += ["--dev", "/dev", "--proc", "/proc"]
     line += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
     line += ["--unshare-cgroup-try", "--die-with-parent", "--new-session", "--chdir", str(work)]
+    if os.geteuid() == 0:  # else root's powers inside: remount writable, leave the cgroups
+        line += ["--cap-drop", "ALL"]
     return [*line, *drop, *argv]
 
 
@@ -224,15 +273,18 @@ def sweep(uid: int) -> int:
 class _Output:
     """Reads a pipe to its end: keeps its first and last `keep` bytes, counts the rest."""
 
-    def __init__(self, stream, keep: int, cap: int, on_cap):
+    def __init__(self, stream, keep: int, cap: int, on_cap, echo=None):
         self.head, self.tail, self.total = bytearray(), bytearray(), 0
         self.keep, self.cap, self.on_cap, self.capped = keep, cap, on_cap, False
+        self.echo = echo
         self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self.thread.start()
 
     def _read(self, stream) -> None:
-        while chunk := stream.read(65536):
+        while chunk := stream.read1(65536):
             self.total += len(chunk)
+            if self.echo is not None and not self.capped:
+                self.echo(chunk)
             room = self.keep - len(self.head)
             if room > 0:
                 self.head += chunk[:room]
@@ -248,6 +300,9 @@ class _Output:
         return (bytes(self.head) + middle.encode() + bytes(self.tail)).decode("utf-8", "replace")
 
 
+POLL_S = 0.2  # how often the wall clock and the check's CPU time are read
+
+
 def run(
     argv: list[str],
     work: Path,
@@ -257,9 +312,12 @@ def run(
     slot: int = 0,
     hidden: list[Path] = (),
     use_bwrap: bool | None = None,
+    readable: list[Path] = (),
+    echo=None,
 ) -> Outcome:
     """Run `argv` in folder `work` (its only writable place besides an empty /tmp) under
-    `limits`; `slot` picks its user id. `hidden` folders are empty inside."""
+    `limits`; `slot` picks its user id. `hidden` folders are empty inside. `echo` gets each
+    chunk of its output as it comes (bytes, up to the output cap)."""
     use_bwrap = bwrap() is not None if use_bwrap is None else use_bwrap
     uid = FIRST_UID + slot if can_drop_to(FIRST_UID + slot) else None
     if uid is not None:
@@ -270,7 +328,9 @@ def run(
     else:  # the limit counts all of this user's processes: leave room for those already running
         processes = limits.processes + len(processes_of(os.getuid()))
     cgroups = make_cgroups(slot, limits) if os.geteuid() == 0 else {}
-    line = command(argv, work, uid=uid, hidden=list(hidden), use_bwrap=use_bwrap)
+    line = command(
+        argv, work, uid=uid, hidden=list(hidden), use_bwrap=use_bwrap, readable=list(readable)
+    )
     start = time.monotonic()
     proc = subprocess.Popen(
         line,
@@ -295,13 +355,24 @@ def run(
         limits.keep_kb * 1024,
         limits.output_mb * 2**20,
         lambda: stop(f"output limit {limits.output_mb} MB exceeded"),
+        echo,
     )
-    timer = threading.Timer(limits.wall_s, stop, args=(f"wall limit {limits.wall_s:g} s exceeded",))
-    timer.start()
+    ended = threading.Event()
+
+    def watch() -> None:  # the wall clock and the whole check's CPU time
+        while not ended.wait(POLL_S):
+            if time.monotonic() - start > limits.wall_s:
+                stop(f"wall limit {limits.wall_s:g} s exceeded")
+            used = cpu_used(cgroups["cpuacct"]) if "cpuacct" in cgroups else tree_cpu(proc.pid)
+            if used is not None and used > limits.cpu_s:
+                stop(f"CPU limit {limits.cpu_s:g} s exceeded")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
-        timer.cancel()
+        ended.set()
         if proc.poll() is None:
             stop("interrupted")
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -312,6 +383,9 @@ def run(
         peak = int((cgroups["memory"] / "memory.max_usage_in_bytes").read_text()) / 2**20
     if "memory" in cgroups and oom_kills(cgroups["memory"]) and not hit:
         hit.append(f"memory limit {limits.memory_gb:g} GB exceeded")
+    cpu = usage.ru_utime + usage.ru_stime
+    if "cpuacct" in cgroups:  # every process's, not only those waited for
+        cpu = max(cpu, cpu_used(cgroups["cpuacct"]) or 0.0)
     for controller, folder in cgroups.items():
         left = cgroup_sweep(folder)
         outlived += left if controller == "pids" else 0
@@ -319,7 +393,6 @@ def run(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     output.thread.join(timeout=10)
-    cpu = usage.ru_utime + usage.ru_stime
     code = proc.returncode
     if not hit and (code in (-signal.SIGXCPU, 128 + signal.SIGXCPU) or cpu >= limits.cpu_s):
         hit.append(f"CPU limit {limits.cpu_s:g} s exceeded")

@@ -95,11 +95,16 @@ def check_test(got: list[dict], want: list[dict]) -> str:
 
 
 def verify(
-    worker: dict, got: dict[str, list[dict]], reference: dict, want: dict[str, list[dict]]
+    worker: dict,
+    got: dict[str, list[dict]],
+    reference: dict,
+    want: dict[str, list[dict]],
+    stage: str | None = None,
 ) -> tuple[dict[str, Exercise], int]:
-    """The exercises with verified outcomes, and how many passes were verified."""
+    """The exercises (of `stage`, else all) with verified outcomes, and how many passes were
+    verified."""
     ref_tests = {ex["name"]: set(ex.get("tests", {})) for ex in reference["exercises"]}
-    exercises = catalog("reference", provided=None)
+    exercises = catalog("reference", stage=stage, provided=None)
     verified_total = 0
     reported = {
         ex.get("name"): ex for ex in worker["exercises"] if isinstance(ex, dict) and "name" in ex
@@ -132,6 +137,10 @@ def verify(
         ex.outcomes = outcomes
         ex.message = message or str(record.get("message", ""))[:MAX_MESSAGE]
         ex.signature = str(record.get("signature", ""))[:MAX_MESSAGE]
+        # Where the learner's code is (for "Next:"): text to show, nothing decided from it.
+        ex.where = str(record.get("where", ""))[:MAX_MESSAGE]
+        if isinstance(record.get("file"), str) and isinstance(record.get("line"), int):
+            ex.file, ex.line = record["file"][:MAX_MESSAGE], record["line"]
         blocked = record.get("blocked_by") or []
         ex.blocked_by = [b for b in blocked if isinstance(b, str) and b in exercises]
         if ex.status == SOLVED and verified == 0:
@@ -171,9 +180,22 @@ def _sources(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-def flags(path: Path, reference_dir: Path) -> list[str]:
-    """Why a submission is flagged: it imports the kit's answer key, or copies a reference file."""
+def stub_imports(exercises_dir: Path) -> dict[str, set[str]]:
+    """File name -> the `reference` names the kit's stub of that name imports itself (the book's
+    tooling, e.g. `generate` in evaluation.py): a learner's `ftkit init` folder keeps them."""
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for stub in exercises_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(stub.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and FORBIDDEN.match(node.module):
+                allowed[stub.name] |= {f"{node.module}.{a.name}" for a in node.names}
+    return allowed
+
+
+def flags(path: Path, reference_dir: Path, exercises_dir: Path | None = None) -> list[str]:
+    """Why a submission is flagged: it imports the kit's answer key (beyond what the kit's own
+    stub of the same file imports), or copies a reference file."""
     copies = {p.read_bytes(): p.name for p in reference_dir.glob("*.py") if p.name != "__init__.py"}
+    allowed = stub_imports(exercises_dir) if exercises_dir else {}
     found = []
     for name, source in _sources(path):
         if source.encode() in copies:
@@ -187,7 +209,9 @@ def flags(path: Path, reference_dir: Path) -> list[str]:
             if isinstance(node, ast.Import):
                 modules = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                modules = [f"{node.module}.{a.name}" for a in node.names]
+                if set(modules) <= allowed.get(name, set()):
+                    continue
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 modules = [node.value] if FORBIDDEN.match(node.value) else []
             bad = next((m for m in modules if FORBIDDEN.match(m)), None)
