@@ -103,9 +103,19 @@ def _comm_failure(err: BaseException) -> bool:
     return any(word in text for word in ("gloo", "nccl", "timed out", "connection"))
 
 
-def _plain(model: nn.Module) -> nn.Module:
-    # DDP hides the model's attributes (`pos_emb`, ...) behind `.module`; FSDP2 keeps them.
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def wrapped(model: nn.Module) -> bool:
+    """Whether `model` is a DDP wrapper around the model (its forward prepares the reduction)."""
+    return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
+def sharded(model: nn.Module) -> bool:
+    """Whether `model` is FSDP-sharded: its root gathers its own parameters in its forward."""
+    return hasattr(model, "unshard")
+
+
+def plain_model(model: nn.Module) -> nn.Module:
+    """The model itself: DDP hides its attributes (`pos_emb`, ...) behind `.module`; FSDP2 keeps them."""
+    return model.module if wrapped(model) else model
 
 
 @dataclass
@@ -242,7 +252,7 @@ class Dist:
 
     def _no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
         # Gradient accumulation: reduce gradients only after the last micro-batch.
-        if isinstance(model, nn.parallel.DistributedDataParallel):
+        if wrapped(model):
             return model.no_sync()
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
             model.set_requires_gradient_sync(False)
@@ -301,7 +311,7 @@ class Dist:
 
     def plain(self, model: nn.Module) -> nn.Module:
         """The model itself, outside a DDP wrapper (which hides its `pos_emb`, ...)."""
-        return _plain(model)
+        return plain_model(model)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -311,7 +321,7 @@ class Dist:
         Rank 0 gets them whole; under FSDP the other ranks get empty dicts.
         """
         if self.strategy != "fsdp" or not self.grouped:
-            return _plain(model).state_dict(), optimizer.state_dict()
+            return plain_model(model).state_dict(), optimizer.state_dict()
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -323,7 +333,7 @@ class Dist:
     def restore(self, state: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Load a full (single-process format) checkpoint into this rank's model and optimizer."""
         if self.strategy != "fsdp" or not self.grouped:
-            _plain(model).load_state_dict(state["model"])
+            plain_model(model).load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
@@ -347,7 +357,7 @@ class Dist:
         Under FSDP the shards are gathered (a collective every rank must call).
         """
         if self.strategy != "fsdp" or not self.grouped:
-            return _plain(model) if self.is_main else None
+            return plain_model(model) if self.is_main else None
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -362,6 +372,17 @@ class Dist:
         plain = self._skeleton
         plain.load_state_dict(full, assign=True)  # the meta parameters become the loaded ones
         return plain.to(self.device)
+
+
+def one_unless(dist: Dist | None, device: torch.device | str = "cpu") -> Dist:
+    """`dist` when a run gave one, else one process on `device` (a name is resolved as `--device`)."""
+    if dist is not None:
+        return dist
+    if isinstance(device, str):
+        from ftkit.engine.precision import resolve_device
+
+        device = resolve_device(device)
+    return Dist(device=device)
 
 
 def _optim_by_index(optim_sd: dict) -> dict:
