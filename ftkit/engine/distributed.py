@@ -444,6 +444,12 @@ def session(
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     dev = _device(device, local_rank)
+    # DDP imports torch._dynamo on first use, and an import made while a group exists keeps
+    # references to it: the group then outlives destroy_process_group, and its gloo threads
+    # live on into the interpreter's exit, where one may abort the process ("terminate
+    # called without an active exception"). Imported before the group, it holds none.
+    import torch._dynamo  # noqa: F401
+
     tdist.init_process_group(
         backend_for(dev, backend),
         timeout=timedelta(seconds=timeout_s),
