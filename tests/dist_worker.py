@@ -8,7 +8,7 @@ SCENARIO OUT_DIR` trains a tiny GPT on synthetic next-token data with the kit's
   the concatenation of both ranks' batches (the same global batches); the history of
   an uninterrupted 2-epoch run and of a run stopped after epoch 1 and resumed from its
   checkpoint; how many files each rank saved;
-- `teardown`: one DDP epoch; each rank writes the names of its threads after the session;
+- `teardown`: a DDP epoch and an FSDP epoch; each rank writes the names of its threads after the session;
 - `kill`: with DIE_RANK=1, rank 1 kills itself (SIGKILL) in its second step; with
   HANG_RANK=1 it stops answering there; the test checks the run stops.
 """
@@ -164,9 +164,10 @@ def native_threads() -> list[str]:
 
 
 def main(scenario: str, out: Path) -> None:
-    if scenario == "teardown":  # one DDP epoch, then: which threads outlive the session?
+    if scenario == "teardown":  # a DDP and an FSDP epoch; which threads outlive the session?
         with session("cpu", timeout_s=float(os.environ.get("DIST_TIMEOUT", "20"))) as dist:
-            train(dist, out / "run", 1, False)
+            train(dist, out / "ddp", 1, False)
+            train(replace(dist, strategy="fsdp"), out / "fsdp", 1, False)
             rank = dist.rank
         (out / f"threads-{rank}.json").write_text(json.dumps(native_threads()))
         return

@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import inspect
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -447,7 +449,8 @@ def session(
     # DDP imports torch._dynamo on first use, and an import made while a group exists keeps
     # references to it: the group then outlives destroy_process_group, and its gloo threads
     # live on into the interpreter's exit, where one may abort the process ("terminate
-    # called without an active exception"). Imported before the group, it holds none.
+    # called without an active exception"). Imported before the group, it holds none
+    # (FSDP's meshes are let go at the end: `_drop_cached_meshes`).
     import torch._dynamo  # noqa: F401
 
     tdist.init_process_group(
@@ -469,9 +472,28 @@ def session(
             # Before the group goes: free the run's DDP/FSDP state (its pending gloo work holds
             # tensors that must not outlive the group) and let no rank leave while another
             # still talks to it; after a failure a barrier would only wait for the dead.
+            _drop_cached_meshes()
             gc.collect()
             dist.barrier()
         tdist.destroy_process_group()
+
+
+def _drop_cached_meshes() -> None:
+    """Empty torch.distributed's caches (DTensor's sharding and redistribution plans): FSDP2's
+    parameters are DTensors, their cached plans hold the device mesh, and a mesh holds the
+    process group, which then outlives destroy_process_group with its gloo threads (`session`).
+    """
+    if "torch.distributed.tensor" not in sys.modules:  # no DTensor was made
+        return
+    from torch.distributed.tensor._redistribute import clear_redistribute_planner_cache
+    from torch.distributed.tensor.debug import _clear_sharding_prop_cache
+
+    _clear_sharding_prop_cache()  # the C++ fast path's cache too
+    clear_redistribute_planner_cache()
+    for obj in gc.get_objects():
+        module = getattr(obj, "__module__", None) or ""
+        if isinstance(obj, functools._lru_cache_wrapper) and module.startswith("torch.distributed"):
+            obj.cache_clear()
 
 
 def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:

@@ -109,7 +109,7 @@ def test_a_silent_rank_makes_the_others_time_out_with_a_message(tmp_path):
     assert "did not answer within 3 s (--dist-timeout)" in run.stderr
 
 
-@pytest.mark.slow  # two gloo processes, one DDP epoch
+@pytest.mark.slow  # two gloo processes, a DDP and an FSDP epoch
 def test_the_session_leaves_no_gloo_thread_behind(tmp_path):
     """After the session, gloo's C++ threads are gone: none is left to the interpreter's exit.
 
