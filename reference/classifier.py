@@ -8,7 +8,6 @@ is exercise 6.3. Saving a classifier: `ftkit/io/classifier.py`; resuming: `ftkit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import islice
 
 import torch
 from torch import nn
@@ -73,7 +72,10 @@ def calc_accuracy_loader(
     model.eval()
     correct_predictions, num_examples = 0, 0
 
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    if num_batches is None:  # noqa: SIM108 - the book's if/else
+        num_batches = len(data_loader)
+    else:
+        num_batches = min(num_batches, len(data_loader))
     if num_batches == 0:  # kit: a clear error instead of a division by zero
         raise ValueError("calc_accuracy_loader: the data loader has no batches to score")
     for i, (input_batch, target_batch) in enumerate(data_loader):
@@ -81,7 +83,7 @@ def calc_accuracy_loader(
             input_batch, target_batch = input_batch.to(device), target_batch.to(device)
 
             with torch.no_grad():
-                logits = model(input_batch)[:, position, :]  # logits of the last output token
+                logits = model(input_batch)[:, position, :]  # kit: the book's [:, -1, :]
             predicted_labels = torch.argmax(logits, dim=-1)
 
             num_examples += predicted_labels.shape[0]
@@ -102,10 +104,10 @@ def calc_loss_batch(
     """Cross-entropy of one batch on the last token's logits (book §6.6)."""
     position = _position(token_position)  # kit
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
-    logits = model(input_batch)[:, position, :]  # logits of the last output token
+    logits = model(input_batch)[:, position, :]  # kit: exercise 6.3; the book's [:, -1, :]
     num_classes = logits.shape[-1]  # kit: one class index in [0, num_classes) per text
-    valid = (target_batch >= 0) & (target_batch < num_classes)
-    if target_batch.shape != logits.shape[:1] or not valid.all():
+    valid = (target_batch >= 0) & (target_batch < num_classes)  # kit:
+    if target_batch.shape != logits.shape[:1] or not valid.all():  # kit:
         raise ValueError(f"class labels must be one index in [0, {num_classes}) per text")
     loss = torch.nn.functional.cross_entropy(logits, target_batch)
     return loss
@@ -122,18 +124,28 @@ def calc_loss_loader(
     """Mean classification loss over the first `num_batches` batches; NaN when empty (book §6.6).
 
     The book's §5.1 `calc_loss_loader` with chapter 6's `calc_loss_batch`: the same
-    batches and the same mean, written with `islice` instead of a counted loop.
+    batches and the same mean.
     """
     if num_batches is not None:  # kit: a clear error instead of a division by zero
         positive_int(num_batches, "num_batches")
+    total_loss = 0.0
     if len(data_loader) == 0:
         return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    losses = (
-        calc_loss_batch(input_batch, target_batch, model, device, token_position=token_position)
-        for input_batch, target_batch in islice(data_loader, num_batches)
-    )
-    return sum(loss.item() for loss in losses) / num_batches
+    elif num_batches is None:
+        num_batches = len(data_loader)
+    else:
+        # Reduce the number of batches to match the total number of batches in the data loader
+        # if num_batches exceeds the number of batches in the data loader
+        num_batches = min(num_batches, len(data_loader))
+    for i, (input_batch, target_batch) in enumerate(data_loader):
+        if i < num_batches:
+            loss = calc_loss_batch(  # kit: token_position (exercise 6.3)
+                input_batch, target_batch, model, device, token_position=token_position
+            )
+            total_loss += loss.item()
+        else:
+            break
+    return total_loss / num_batches
 
 
 def evaluate_model(
@@ -148,10 +160,10 @@ def evaluate_model(
     """Train and validation loss on `eval_iter` batches each in eval mode, then train mode again (book §6.7)."""
     model.eval()
     with torch.no_grad():
-        train_loss = calc_loss_loader(
+        train_loss = calc_loss_loader(  # kit: token_position (exercise 6.3)
             train_loader, model, device, num_batches=eval_iter, token_position=token_position
         )
-        val_loss = calc_loss_loader(
+        val_loss = calc_loss_loader(  # kit: token_position (exercise 6.3)
             val_loader, model, device, num_batches=eval_iter, token_position=token_position
         )
     model.train()
@@ -189,7 +201,7 @@ def train_classifier_simple(
         model.train()  # dropout on for training
         for input_batch, target_batch in train_loader:
             optimizer.zero_grad()  # gradients of the previous step must not add up
-            loss = calc_loss_batch(
+            loss = calc_loss_batch(  # kit: token_position (exercise 6.3)
                 input_batch, target_batch, model, device, token_position=token_position
             )
             loss.backward()
@@ -198,7 +210,7 @@ def train_classifier_simple(
             global_step += 1
 
             if global_step % eval_freq == 0:  # optional evaluation step
-                train_loss, val_loss = evaluate_model(
+                train_loss, val_loss = evaluate_model(  # kit: token_position (exercise 6.3)
                     model,
                     train_loader,
                     val_loader,
@@ -214,10 +226,10 @@ def train_classifier_simple(
                 )
 
         # Accuracy after each epoch
-        train_accuracy = calc_accuracy_loader(
+        train_accuracy = calc_accuracy_loader(  # kit: token_position (exercise 6.3)
             train_loader, model, device, num_batches=eval_iter, token_position=token_position
         )
-        val_accuracy = calc_accuracy_loader(
+        val_accuracy = calc_accuracy_loader(  # kit: token_position (exercise 6.3)
             val_loader, model, device, num_batches=eval_iter, token_position=token_position
         )
         print(f"Training accuracy: {train_accuracy * 100:.2f}% | ", end="")
@@ -238,11 +250,11 @@ def plot_values(
     """Plot training and validation curves against epochs and examples seen; returns the Figure (book §6.7)."""
     from matplotlib.figure import Figure  # kit: no window, no global pyplot state
 
-    lengths = [len(epochs_seen), len(examples_seen), len(train_values), len(val_values)]
+    lengths = [len(epochs_seen), len(examples_seen), len(train_values), len(val_values)]  # kit
     if len(set(lengths)) != 1 or not lengths[0]:  # kit: a clear error for unequal inputs
         raise ValueError(f"plot_values needs equally long, non-empty sequences; got {lengths}")
-    fig = Figure(figsize=(5, 3))
-    ax1 = fig.add_subplot()
+    fig = Figure(figsize=(5, 3))  # kit: the book's plt.subplots(figsize=(5, 3)), no pyplot
+    ax1 = fig.add_subplot()  # kit:
 
     # Plot training and validation values against epochs
     ax1.plot(epochs_seen, train_values, label=f"Training {label}")
@@ -278,13 +290,16 @@ def classify_review(
     position = _position(token_position)  # kit: exercise 6.3
     if not isinstance(text, str) or not text.strip():  # kit: clear errors for bad arguments
         raise ValueError(f"classify_review: the text {text!r} is empty; nothing to classify")
-    supported_context_length = model.pos_emb.weight.shape[0]
-    if max_length is not None and not 1 <= max_length <= supported_context_length:  # kit
-        raise ValueError(f"max_length={max_length} must lie in [1, {supported_context_length}]")
+    context = model.pos_emb.weight.shape[0]  # kit: a clear error for a wrong max_length
+    if max_length is not None and not 1 <= max_length <= context:  # kit
+        raise ValueError(f"max_length={max_length} must lie in [1, {context}]")
     model.eval()
     input_ids = tokenizer.encode(text)  # prepare inputs to the model
+    supported_context_length = model.pos_emb.weight.shape[0]
     # Truncate sequences if they are too long (kit: max_length=None cuts to the context only)
-    input_ids = input_ids[: min(max_length or supported_context_length, supported_context_length)]
+    input_ids = input_ids[  # kit: max_length=None cuts to the context only
+        : min(max_length or supported_context_length, supported_context_length)
+    ]
 
     # Pad sequences to the longest sequence
     if max_length is not None:  # kit: max_length=None pads nothing
@@ -292,6 +307,6 @@ def classify_review(
     input_tensor = torch.tensor(input_ids, device=device).unsqueeze(0)  # add batch dimension
 
     with torch.no_grad():  # model inference
-        logits = model(input_tensor)[:, position, :]  # logits of the last output token
+        logits = model(input_tensor)[:, position, :]  # kit: exercise 6.3; the book's [:, -1, :]
     predicted_label = torch.argmax(logits, dim=-1).item()
     return "spam" if predicted_label == 1 else "not spam"

@@ -14,31 +14,30 @@ from torch import nn
 
 from ftkit.checks import check_generation_args, check_top_k  # kit: clear errors
 
-END_OF_TEXT = "<|endoftext|>"
-
 
 def text_to_token_ids(text: str, tokenizer: tiktoken.Encoding) -> torch.Tensor:
     """Encode `text` to a `(1, tokens)` tensor, allowing `<|endoftext|>` (book §5.1)."""
-    if not isinstance(text, str):
+    if not isinstance(text, str):  # kit: a clear error
         raise TypeError(f"text_to_token_ids expects a str, got {type(text).__name__}")
-    encoded = tokenizer.encode(text, allowed_special={END_OF_TEXT})
+    encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    # kit: long ids even for an empty text (the book's torch.tensor(encoded) gives float32 there)
     return torch.tensor(encoded, dtype=torch.long).unsqueeze(0)  # add the batch dimension
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer: tiktoken.Encoding) -> str:
     """Decode a `(1, tokens)` or `(tokens,)` tensor of ids back to text (book §5.1)."""
-    if not isinstance(token_ids, torch.Tensor):
+    if not isinstance(token_ids, torch.Tensor):  # kit: lists as well as tensors
         token_ids = torch.as_tensor(token_ids)
-    if token_ids.dim() == 2 and token_ids.shape[0] == 1:
+    if token_ids.dim() == 2 and token_ids.shape[0] == 1:  # kit: (1, tokens) or (tokens,)
         token_ids = token_ids.squeeze(0)  # drop the batch dimension
-    if token_ids.dim() != 1:
+    if token_ids.dim() != 1:  # kit: clear errors
         raise ValueError(
             "token_ids_to_text decodes one sequence: shape (1, tokens) or (tokens,), got "
             f"{tuple(token_ids.shape)}; decode each row of a batch separately"
         )
-    if token_ids.is_floating_point():
+    if token_ids.is_floating_point():  # kit:
         raise TypeError(f"token ids must be integers, got dtype {token_ids.dtype}")
-    return tokenizer.decode(token_ids.tolist())
+    return tokenizer.decode(token_ids.tolist())  # kit: the book's flat = token_ids.squeeze(0)
 
 
 def generate_text_simple(

@@ -51,6 +51,7 @@ def format_input(entry: dict[str, str], *, style: str = "alpaca") -> str:
         input_text = f"\n{entry['input']}" if entry["input"] else ""
         return f"<|user|>\n{entry['instruction']}{input_text}"
     input_text = f"\n\n### Input:\n{entry['input']}" if entry["input"] else ""
+    # kit: the book's instruction_text + input_text, its preamble defined once
     return f"{ALPACA_PREAMBLE}\n\n### Instruction:\n{entry['instruction']}{input_text}"
 
 
@@ -94,15 +95,16 @@ class InstructionDataset(Dataset):
         self.data = data
         self.mask_instruction = mask_instruction  # kit: exercise 7.2
         self.prompt_lengths: list[int] = []  # kit: exercise 7.2
-        self.encoded_texts: list[list[int]] = []
-        for index, entry in enumerate(data):
+        self.encoded_texts = []
+        for index, entry in enumerate(data):  # kit: the index names a bad entry
             require_text_fields(entry, ENTRY_KEYS, f"InstructionDataset: entry {index}")  # kit:
-            instruction_plus_input = format_input(entry, style=style)
+            instruction_plus_input = format_input(entry, style=style)  # kit: exercise 7.1
             if style == "phi3":  # kit: exercise 7.1
                 response_text = f"\n<|assistant|>:\n{entry['output']}"
             else:
                 response_text = f"\n\n### Response:\n{entry['output']}"
-            self.encoded_texts.append(tokenizer.encode(instruction_plus_input + response_text))
+            full_text = instruction_plus_input + response_text
+            self.encoded_texts.append(tokenizer.encode(full_text))
             if mask_instruction:  # kit: exercise 7.2
                 self.prompt_lengths.append(len(tokenizer.encode(instruction_plus_input)))
 

@@ -34,17 +34,22 @@ JUDGE_PROMPT = (
 
 def query_model(prompt: str, model: str = "llama3", url: str = DEFAULT_URL) -> str:
     """Send `prompt` to an Ollama chat model and return its whole answer (book §7.8)."""
-    data = {
+    data = {  # kit: the options and prompt are defined once above (ftkit.ollama uses them too)
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
         "options": JUDGE_OPTIONS,
     }
-    request = urllib.request.Request(url, data=json.dumps(data).encode("utf-8"), method="POST")
+    payload = json.dumps(data).encode("utf-8")
+    request = urllib.request.Request(url, data=payload, method="POST")
     request.add_header("Content-Type", "application/json")
     response_data = ""
     with urllib.request.urlopen(request) as response:
-        for line in response:  # streamed: one JSON object per line
-            response_data += json.loads(line.decode("utf-8"))["message"]["content"]
+        while True:  # streamed: one JSON object per line
+            line = response.readline().decode("utf-8")
+            if not line:
+                break
+            response_json = json.loads(line)
+            response_data += response_json["message"]["content"]
     return response_data
 
 
@@ -54,7 +59,7 @@ def generate_model_scores(
     """Ask the judge to score `entry[json_key]` for every entry; answers that are no integer are skipped (book §7.8)."""
     scores = []
     for entry in tqdm(json_data, desc="Scoring entries"):
-        prompt = JUDGE_PROMPT.format(
+        prompt = JUDGE_PROMPT.format(  # kit: the book's f-string, defined once above
             input=format_input(entry), output=entry["output"], response=entry[json_key]
         )
         score = query_model(prompt, model)

@@ -19,17 +19,18 @@ class LoRALayer(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
         super().__init__()
-        if rank < 1:
+        if rank < 1:  # kit: a clear error
             raise ValueError(f"LoRA rank must be a positive integer, got {rank!r}")
-        self.A = nn.Parameter(torch.empty(in_dim, rank))
+        self.A = torch.nn.Parameter(torch.empty(in_dim, rank))
         # The same initialisation nn.Linear gives its weight: small random values.
-        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         # B starts at zero, so the update is zero and the model's outputs are unchanged at first.
-        self.B = nn.Parameter(torch.zeros(rank, out_dim))
+        self.B = torch.nn.Parameter(torch.zeros(rank, out_dim))
         self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.alpha * (x @ self.A @ self.B)
+        x = self.alpha * (x @ self.A @ self.B)
+        return x
 
 
 class LinearWithLoRA(nn.Module):
@@ -37,11 +38,11 @@ class LinearWithLoRA(nn.Module):
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
-        if not isinstance(linear, nn.Linear):
+        if not isinstance(linear, nn.Linear):  # kit: a clear error
             raise TypeError(f"LinearWithLoRA wraps an nn.Linear, got {type(linear).__name__}")
         self.linear = linear
         self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha)
-        # Create the LoRA weights where the wrapped layer lives (e.g. on the GPU).
+        # kit: create the LoRA weights where the wrapped layer lives (e.g. on the GPU)
         self.lora.to(device=linear.weight.device, dtype=linear.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,11 +56,11 @@ def replace_linear_with_lora(model: nn.Module, rank: int, alpha: float) -> nn.Mo
     trainable, so only they are updated. Returns `model` for chaining.
     """
     for name, module in model.named_children():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, torch.nn.Linear):
             setattr(model, name, LinearWithLoRA(module, rank, alpha))
         else:
             replace_linear_with_lora(module, rank, alpha)
-    return model
+    return model  # kit: for chaining
 
 
 def freeze_model(model: nn.Module) -> nn.Module:

@@ -7,8 +7,6 @@ with `strict=True`.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -26,19 +24,21 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(
-            dim=-1, keepdim=True, unbiased=False
-        )  # GPT-2 normalizes with the biased variance
-        return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
+        var = x.var(dim=-1, keepdim=True, unbiased=False)  # GPT-2: the biased variance
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.scale * norm_x + self.shift
 
 
 class GELU(nn.Module):
     """GELU activation, the tanh approximation GPT-2 was trained with (book §4.3)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The constant is rounded to float32 first, as the book's code does, so outputs match bitwise.
-        coeff = torch.sqrt(torch.tensor(2.0 / math.pi))
-        return 0.5 * x * (1 + torch.tanh(coeff * (x + 0.044715 * torch.pow(x, 3))))
+        # fmt: off
+        return 0.5 * x * (1 + torch.tanh(
+            torch.sqrt(torch.tensor(2.0 / torch.pi)) *
+            (x + 0.044715 * torch.pow(x, 3))
+        ))
+        # fmt: on
 
 
 class FeedForward(nn.Module):
@@ -69,8 +69,9 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: bool = False,
     ):
         super().__init__()
-        if d_out % num_heads != 0:
+        if d_out % num_heads != 0:  # kit: a clear error (the book's assert below)
             raise ValueError(f"d_out={d_out} is not divisible by num_heads={num_heads}")
+        assert d_out % num_heads == 0, "d_out must be divisible by n_heads"
         self.d_out = d_out
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
@@ -90,10 +91,10 @@ class MultiHeadAttention(nn.Module):
         return x.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, num_tokens, _ = x.shape
-        queries = self.split_heads(self.W_query(x))
-        keys = self.split_heads(self.W_key(x))
-        values = self.split_heads(self.W_value(x))
+        b, num_tokens, d_in = x.shape
+        queries = self.split_heads(self.W_query(x))  # kit: view + transpose, as exercises/ asks
+        keys = self.split_heads(self.W_key(x))  # kit:
+        values = self.split_heads(self.W_value(x))  # kit:
 
         attn_scores = queries @ keys.transpose(2, 3)
         mask_bool = self.mask.bool()[:num_tokens, :num_tokens]
@@ -101,10 +102,10 @@ class MultiHeadAttention(nn.Module):
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
 
-        context = (
+        context = (  # kit: the book's context_vec, merged in one statement
             (attn_weights @ values).transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)
         )
-        return self.out_proj(context)
+        return self.out_proj(context)  # kit:
 
 
 class TransformerBlock(nn.Module):
@@ -126,8 +127,9 @@ class TransformerBlock(nn.Module):
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # kit: the book's shortcut = x ... x = x + shortcut, in one statement per sub-layer
         x = x + self.drop_shortcut(self.att(self.norm1(x)))
-        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))  # kit:
         return x
 
 
@@ -147,10 +149,12 @@ class GPTModel(nn.Module):
 
     def forward(self, in_idx: torch.Tensor) -> torch.Tensor:
         check_token_ids(in_idx, self.pos_emb.num_embeddings, self.tok_emb.num_embeddings)  # kit
-        _, seq_len = in_idx.shape
+        batch_size, seq_len = in_idx.shape
         tok_embeds = self.tok_emb(in_idx)
         pos_embeds = self.pos_emb(torch.arange(seq_len, device=in_idx.device))
-        x = self.drop_emb(tok_embeds + pos_embeds)
+        x = tok_embeds + pos_embeds  # Shape [batch_size, num_tokens, emb_size]
+        x = self.drop_emb(x)
         x = self.trf_blocks(x)
         x = self.final_norm(x)
-        return self.out_head(x)
+        logits = self.out_head(x)
+        return logits

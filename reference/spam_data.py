@@ -25,15 +25,16 @@ from reference.collate import PAD_TOKEN_ID
 def create_balanced_dataset(df: pd.DataFrame) -> pd.DataFrame:
     """Undersample ham to as many rows as spam, `random_state=123` (book §6.2)."""
     require_columns(df, ("Label",), "create_balanced_dataset")  # kit:
-    num_spam = int((df["Label"] == "spam").sum())
-    num_ham = int((df["Label"] == "ham").sum())
+    num_spam = df[df["Label"] == "spam"].shape[0]
+    num_ham = int((df["Label"] == "ham").sum())  # kit:
     if num_spam == 0 or num_ham < num_spam:  # kit: input check
         raise ValueError(
             f"create_balanced_dataset: needs at least one spam row and as many ham rows as "
             f"spam rows; got {num_ham} ham, {num_spam} spam"
         )
     ham_subset = df[df["Label"] == "ham"].sample(num_spam, random_state=123)
-    return pd.concat([ham_subset, df[df["Label"] == "spam"]])
+    balanced_df = pd.concat([ham_subset, df[df["Label"] == "spam"]])
+    return balanced_df
 
 
 def random_split(
@@ -51,7 +52,10 @@ def random_split(
     df = df.sample(frac=1, random_state=123).reset_index(drop=True)
     train_end = int(len(df) * train_frac)
     validation_end = train_end + int(len(df) * validation_frac)
-    return df[:train_end], df[train_end:validation_end], df[validation_end:]
+    train_df = df[:train_end]
+    validation_df = df[train_end:validation_end]
+    test_df = df[validation_end:]
+    return train_df, validation_df, test_df
 
 
 class SpamDataset(Dataset):
@@ -73,7 +77,7 @@ class SpamDataset(Dataset):
         self.data = pd.read_csv(csv_file)
         require_columns(self.data, ("Label", "Text"), str(csv_file))  # kit:
         bad = self.data.index[~self.data["Label"].isin((0, 1))]  # kit: labels must be mapped
-        if len(bad):
+        if len(bad):  # kit:
             raise ValueError(
                 f"{csv_file}: row {bad[0]} has label {self.data['Label'][bad[0]]!r}; expected 0 "
                 "(ham) or 1 (spam) — map the labels before writing the CSV"
@@ -83,15 +87,21 @@ class SpamDataset(Dataset):
             self.max_length = self._longest_encoded_length()
         else:
             self.max_length = max_length
-            self.encoded_texts = [ids[:max_length] for ids in self.encoded_texts]
+            # Truncate sequences if they are longer than max_length
+            self.encoded_texts = [
+                encoded_text[: self.max_length] for encoded_text in self.encoded_texts
+            ]
+        # Pad sequences to the longest sequence
         self.encoded_texts = [
-            ids + [pad_token_id] * (self.max_length - len(ids)) for ids in self.encoded_texts
+            encoded_text + [pad_token_id] * (self.max_length - len(encoded_text))
+            for encoded_text in self.encoded_texts
         ]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = self.encoded_texts[index]
         label = self.data.iloc[index]["Label"]
         return (
-            torch.tensor(self.encoded_texts[index], dtype=torch.long),
+            torch.tensor(encoded, dtype=torch.long),
             torch.tensor(label, dtype=torch.long),
         )
 
@@ -99,4 +109,9 @@ class SpamDataset(Dataset):
         return len(self.data)
 
     def _longest_encoded_length(self) -> int:
-        return max((len(ids) for ids in self.encoded_texts), default=0)
+        max_length = 0
+        for encoded_text in self.encoded_texts:
+            encoded_length = len(encoded_text)
+            if encoded_length > max_length:
+                max_length = encoded_length
+        return max_length

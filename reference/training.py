@@ -37,7 +37,8 @@ def calc_loss_batch(
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = model(input_batch)
     # cross_entropy wants (N, classes) and (N,): merge the batch and token dimensions.
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+    return loss
 
 
 def calc_loss_loader(
@@ -101,8 +102,8 @@ def generate_and_print_sample(
         token_ids = generate_text_simple(
             model=model, idx=encoded, max_new_tokens=50, context_size=context_size
         )
-    decoded_text = token_ids_to_text(token_ids, tokenizer)
-    print(decoded_text.replace("\n", " "))  # compact print format
+        decoded_text = token_ids_to_text(token_ids, tokenizer)
+        print(decoded_text.replace("\n", " "))  # compact print format
     model.train()
 
 
@@ -176,16 +177,16 @@ def plot_losses(
     `ftkit.engine.plots.save_figure` writes it where a caller wants it).
     """
     from matplotlib.figure import Figure  # kit: no window, no global pyplot state
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # kit: the book imports it at the top
 
-    lengths = {len(epochs_seen), len(tokens_seen), len(train_losses), len(val_losses)}
+    lengths = {len(epochs_seen), len(tokens_seen), len(train_losses), len(val_losses)}  # kit
     if len(lengths) != 1 or not len(train_losses):  # kit: a clear error for unequal inputs
         raise ValueError(
             "plot_losses needs equally long, non-empty sequences; got lengths "
             f"{[len(epochs_seen), len(tokens_seen), len(train_losses), len(val_losses)]}"
         )
-    fig = Figure(figsize=(5, 3))
-    ax1 = fig.add_subplot()
+    fig = Figure(figsize=(5, 3))  # kit: the book's plt.subplots(figsize=(5, 3)), no pyplot
+    ax1 = fig.add_subplot()  # kit:
 
     # Plot training and validation loss against epochs
     ax1.plot(epochs_seen, train_losses, label="Training loss")

@@ -26,9 +26,9 @@ def assign(left, right, *, name="tensor"):  # kit: name= says which tensor in er
     """A new Parameter holding `right`, after checking it has `left`'s shape (book §5.5)."""
     if isinstance(right, torch.Tensor):  # kit: also take tensors (HF/.pth sources give them)
         right = right.detach().cpu().numpy()
-    if tuple(left.shape) != tuple(np.shape(right)):
+    if tuple(left.shape) != tuple(np.shape(right)):  # kit: arrays or tensors; names the tensor
         raise ValueError(
-            f"{name}: model has {tuple(left.shape)}, checkpoint gives "  # kit: names the tensor
+            f"{name}: model has {tuple(left.shape)}, checkpoint gives "
             f"{tuple(np.shape(right))} (shape mismatch)"
         )
     # kit: the model's dtype and device, so loading moves nothing (the book: float32, CPU)

@@ -8,6 +8,7 @@ SCENARIO OUT_DIR` trains a tiny GPT on synthetic next-token data with the kit's
   the concatenation of both ranks' batches (the same global batches); the history of
   an uninterrupted 2-epoch run and of a run stopped after epoch 1 and resumed from its
   checkpoint; how many files each rank saved;
+- `teardown`: a DDP epoch and an FSDP epoch; each rank writes the names of its threads after the session;
 - `kill`: with DIE_RANK=1, rank 1 kills itself (SIGKILL) in its second step; with
   HANG_RANK=1 it stops answering there; the test checks the run stops.
 """
@@ -157,7 +158,19 @@ def check(dist: Dist, out: Path) -> dict | None:
 saves: list[int] = []
 
 
+def native_threads() -> list[str]:
+    """The names of this process's threads (Linux), torch's C++ ones included (`pt_gloo_runloop`)."""
+    return sorted((task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
+
+
 def main(scenario: str, out: Path) -> None:
+    if scenario == "teardown":  # a DDP and an FSDP epoch; which threads outlive the session?
+        with session("cpu", timeout_s=float(os.environ.get("DIST_TIMEOUT", "20"))) as dist:
+            train(dist, out / "ddp", 1, False)
+            train(replace(dist, strategy="fsdp"), out / "fsdp", 1, False)
+            rank = dist.rank
+        (out / f"threads-{rank}.json").write_text(json.dumps(native_threads()))
+        return
     torch.set_num_threads(1)
     real_save = torch.save
     torch.save = lambda *a, **k: (saves.append(1), real_save(*a, **k))[1]

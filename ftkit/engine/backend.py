@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ftkit.engine.precision import AUTOCAST_DTYPES, autocast_context, resolve_precision
+from ftkit.choices import PRECISIONS
+from ftkit.engine.precision import AUTOCAST_DTYPES, autocast_context, default_precision
 from ftkit.engine.trainer import Steps
 
 
@@ -142,6 +143,21 @@ class Backend:
 
         return Steps(self.calc_loss_batch, evaluate_model, after_epoch)
 
+    # ------------------------------------------------------------------ chapter 7's responses
+
+    def respond_steps(self, batch_size: int) -> tuple[int, Callable[..., list[str]]]:
+        """How the test set is answered (§7.7): (entries per step, the function answering them).
+
+        The book's loop answers one entry at a time with its `generate`; the fast path
+        answers `batch_size` at once with a KV cache (`ftkit.engine.batched`), each entry
+        getting the answer the book's loop gives it. Both generate in float32.
+        """
+        from ftkit.engine import respond
+
+        if self.exact:
+            return 1, respond.answer_each
+        return batch_size, respond.answer_batch
+
     # ------------------------------------------------------------------ chapter 6 steps
 
     def classification_steps(
@@ -177,13 +193,29 @@ class Backend:
         return Steps(partial(book.calc_loss_batch, **option), evaluate_model, after_epoch)
 
 
+def resolve_precision(precision: str, device: torch.device | str, *, exact: bool = False) -> str:
+    """The number format a run trains in: "fp32" for `--exact`, else `precision` ("auto" decided here).
+
+    "auto" is bf16 where the device computes it in hardware, else fp32
+    (`ftkit.engine.precision.default_precision`); `--exact` with bf16 is a clear error.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}")
+    if exact:
+        if precision == "bf16":
+            raise ValueError("--exact runs the book's float32 code; it cannot train in bf16")
+        return "fp32"
+    return default_precision(device) if precision == "auto" else precision
+
+
 def make_backend(
     device: torch.device | str, *, exact: bool = False, precision: str = "auto"
 ) -> Backend:
-    """The run's backend: `exact` runs the book's code in float32, else the fast path at `precision`.
-
-    "auto" precision is bf16 where the device computes it in hardware, else fp32
-    (`ftkit.engine.precision`); `--exact` with bf16 is a clear error.
-    """
+    """The run's backend: `exact` runs the book's code in float32, else the fast path at `precision`."""
     device = torch.device(device)
     return Backend(device, exact, resolve_precision(precision, device, exact=exact))
+
+
+def backend_unless(backend: Backend | None, device: torch.device | str) -> Backend:
+    """`backend` when a caller gave one, else the fast path in float32 on `device` (no autocast)."""
+    return backend if backend is not None else make_backend(device, precision="fp32")

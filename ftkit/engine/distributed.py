@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import inspect
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -103,9 +105,19 @@ def _comm_failure(err: BaseException) -> bool:
     return any(word in text for word in ("gloo", "nccl", "timed out", "connection"))
 
 
-def _plain(model: nn.Module) -> nn.Module:
-    # DDP hides the model's attributes (`pos_emb`, ...) behind `.module`; FSDP2 keeps them.
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def wrapped(model: nn.Module) -> bool:
+    """Whether `model` is a DDP wrapper around the model (its forward prepares the reduction)."""
+    return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
+def sharded(model: nn.Module) -> bool:
+    """Whether `model` is FSDP-sharded: its root gathers its own parameters in its forward."""
+    return hasattr(model, "unshard")
+
+
+def plain_model(model: nn.Module) -> nn.Module:
+    """The model itself: DDP hides its attributes (`pos_emb`, ...) behind `.module`; FSDP2 keeps them."""
+    return model.module if wrapped(model) else model
 
 
 @dataclass
@@ -242,7 +254,7 @@ class Dist:
 
     def _no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager:
         # Gradient accumulation: reduce gradients only after the last micro-batch.
-        if isinstance(model, nn.parallel.DistributedDataParallel):
+        if wrapped(model):
             return model.no_sync()
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
             model.set_requires_gradient_sync(False)
@@ -301,7 +313,7 @@ class Dist:
 
     def plain(self, model: nn.Module) -> nn.Module:
         """The model itself, outside a DDP wrapper (which hides its `pos_emb`, ...)."""
-        return _plain(model)
+        return plain_model(model)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -311,7 +323,7 @@ class Dist:
         Rank 0 gets them whole; under FSDP the other ranks get empty dicts.
         """
         if self.strategy != "fsdp" or not self.grouped:
-            return _plain(model).state_dict(), optimizer.state_dict()
+            return plain_model(model).state_dict(), optimizer.state_dict()
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -323,7 +335,7 @@ class Dist:
     def restore(self, state: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Load a full (single-process format) checkpoint into this rank's model and optimizer."""
         if self.strategy != "fsdp" or not self.grouped:
-            _plain(model).load_state_dict(state["model"])
+            plain_model(model).load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
@@ -347,7 +359,7 @@ class Dist:
         Under FSDP the shards are gathered (a collective every rank must call).
         """
         if self.strategy != "fsdp" or not self.grouped:
-            return _plain(model) if self.is_main else None
+            return plain_model(model) if self.is_main else None
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -362,6 +374,17 @@ class Dist:
         plain = self._skeleton
         plain.load_state_dict(full, assign=True)  # the meta parameters become the loaded ones
         return plain.to(self.device)
+
+
+def one_unless(dist: Dist | None, device: torch.device | str = "cpu") -> Dist:
+    """`dist` when a run gave one, else one process on `device` (a name is resolved as `--device`)."""
+    if dist is not None:
+        return dist
+    if isinstance(device, str):
+        from ftkit.engine.precision import resolve_device
+
+        device = resolve_device(device)
+    return Dist(device=device)
 
 
 def _optim_by_index(optim_sd: dict) -> dict:
@@ -423,6 +446,13 @@ def session(
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     dev = _device(device, local_rank)
+    # DDP imports torch._dynamo on first use, and an import made while a group exists keeps
+    # references to it: the group then outlives destroy_process_group, and its gloo threads
+    # live on into the interpreter's exit, where one may abort the process ("terminate
+    # called without an active exception"). Imported before the group, it holds none
+    # (FSDP's meshes are let go at the end: `_drop_cached_meshes`).
+    import torch._dynamo  # noqa: F401
+
     tdist.init_process_group(
         backend_for(dev, backend),
         timeout=timedelta(seconds=timeout_s),
@@ -442,9 +472,28 @@ def session(
             # Before the group goes: free the run's DDP/FSDP state (its pending gloo work holds
             # tensors that must not outlive the group) and let no rank leave while another
             # still talks to it; after a failure a barrier would only wait for the dead.
+            _drop_cached_meshes()
             gc.collect()
             dist.barrier()
         tdist.destroy_process_group()
+
+
+def _drop_cached_meshes() -> None:
+    """Empty torch.distributed's caches (DTensor's sharding and redistribution plans): FSDP2's
+    parameters are DTensors, their cached plans hold the device mesh, and a mesh holds the
+    process group, which then outlives destroy_process_group with its gloo threads (`session`).
+    """
+    if "torch.distributed.tensor" not in sys.modules:  # no DTensor was made
+        return
+    from torch.distributed.tensor._redistribute import clear_redistribute_planner_cache
+    from torch.distributed.tensor.debug import _clear_sharding_prop_cache
+
+    _clear_sharding_prop_cache()  # the C++ fast path's cache too
+    clear_redistribute_planner_cache()
+    for obj in gc.get_objects():
+        module = getattr(obj, "__module__", None) or ""
+        if isinstance(obj, functools._lru_cache_wrapper) and module.startswith("torch.distributed"):
+            obj.cache_clear()
 
 
 def session_from_args(args) -> contextlib.AbstractContextManager[Dist]:

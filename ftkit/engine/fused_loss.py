@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftkit.checks import positive_int
+from ftkit.engine.distributed import plain_model, sharded
 from ftkit.presets import check_token_ids
 from reference.collate import IGNORE_INDEX
 
@@ -104,8 +105,7 @@ def has_plain_head(model: nn.Module) -> bool:
         all(hasattr(model, part) for part in BOOK_GPT_PARTS)
         and type(head) is nn.Linear
         and head.bias is None
-        # FSDP gathers the root's parameters in the model's own forward: it must run whole
-        and not hasattr(model, "unshard")
+        and not sharded(model)  # FSDP gathers the root's parameters in its own forward: run whole
     )
 
 
@@ -128,7 +128,7 @@ def next_token_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     the wrapper's own forward runs (it prepares the gradient reduction) with the head
     lifted out, and the head's weight gets its gradient from the fused loss.
     """
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    inner = plain_model(model)
     if not has_plain_head(inner):
         return loss_of_logits(model(inputs), targets)
     check_token_ids(inputs, inner.pos_emb.num_embeddings, inner.tok_emb.num_embeddings)

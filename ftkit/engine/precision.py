@@ -1,8 +1,9 @@
-"""Where a run computes and in which number format: the device and the precision policy, decided here once.
+"""Where a run computes and in which number format: the device, and what the hardware computes fast.
 
 `resolve_device` picks the device (`auto`: CUDA, then Apple's MPS, then the CPU);
-`resolve_precision` the format the fast path trains in (`auto`: bf16 where the hardware
-computes it, else fp32; `--exact` always fp32); `autocast_context` runs a block in it.
+`default_precision` says what the hardware computes fast (bf16 or fp32: what "auto"
+means; the backend, `ftkit.engine.backend.make_backend`, decides a run's format);
+`autocast_context` runs a block in a format.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 
 import torch
 
-from ftkit.choices import DEVICES, PRECISIONS
+from ftkit.choices import DEVICES
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -55,14 +56,3 @@ def default_precision(device: torch.device | str) -> str:
 
         return "bf16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "fp32"
     return "fp32"
-
-
-def resolve_precision(precision: str, device: torch.device | str, *, exact: bool = False) -> str:
-    """The number format a run trains in: "fp32" for `--exact`, else `precision` ("auto" decided here)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}")
-    if exact:
-        if precision == "bf16":
-            raise ValueError("--exact runs the book's float32 code; it cannot train in bf16")
-        return "fp32"
-    return default_precision(device) if precision == "auto" else precision

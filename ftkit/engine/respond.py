@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,6 +26,10 @@ from reference.collate import PAD_TOKEN_ID
 from reference.evaluation import RESPONSE_HEADERS, extract_response
 from reference.generation import generate, text_to_token_ids, token_ids_to_text
 from reference.instruction_data import format_input
+
+if TYPE_CHECKING:
+    from ftkit.engine.backend import Backend
+    from ftkit.engine.distributed import Dist
 
 MATCH_KEYS = ("instruction", "input")
 
@@ -88,6 +92,17 @@ def answer(
     return extract_response(token_ids_to_text(token_ids, tokenizer), input_text, style=style)
 
 
+def answer_each(
+    model: nn.Module,
+    tokenizer: Any,
+    entries: Sequence[dict],
+    device: torch.device | str,
+    **options: Any,
+) -> list[str]:
+    """Several entries' responses, one at a time with the book's `generate` (the §7.7 loop)."""
+    return [answer(model, tokenizer, entry, device, **options) for entry in entries]
+
+
 def answer_batch(
     model: nn.Module,
     tokenizer: Any,
@@ -102,6 +117,8 @@ def answer_batch(
     """Several entries' responses at once (KV cache): each the one `answer` gives it (book §7.7)."""
     from ftkit.engine.batched import generate_batch
 
+    if not entries:
+        return []
     inputs = [format_input(entry, style=style) for entry in entries]
     generated = generate_batch(
         model,
@@ -130,8 +147,8 @@ def write_test_responses(
     context_size: int | None = None,
     progress: bool = True,
     batch_size: int = 8,
-    exact: bool = False,
-    dist: Any = None,
+    backend: Backend | None = None,
+    dist: Dist | None = None,
 ) -> list[dict]:
     """Generate the model's response to every test entry into a JSON file, resumably (book §7.7).
 
@@ -142,18 +159,21 @@ def write_test_responses(
     The model is evaluated in eval mode and given back in the mode it came in.
     Returns the answered entries; `test_data` is not modified.
 
-    By default `batch_size` entries are answered at once with a KV cache
-    (`ftkit.engine.batched.generate_batch`: each entry's greedy tokens are those of the
-    book's `generate` for it alone); `exact=True` runs the book's `generate` one entry at
-    a time, as §7.7 does. The file is rewritten after each batch.
+    The run's `backend` (`ftkit.engine.backend.make_backend`, default the fast path)
+    says how entries are answered (`Backend.respond_steps`): on the fast path
+    `batch_size` at once with a KV cache (`ftkit.engine.batched.generate_batch`: each
+    entry's greedy tokens are those of the book's `generate` for it alone); on the
+    exact path one at a time with the book's `generate`, as §7.7 does. The file is
+    rewritten after each batch.
 
     With `dist` (`ftkit.engine.distributed.Dist`, default one process) each of N ranks
     answers its share of every N batches the same way; rank 0 writes them in the book's
     order, so the file is the one a single process writes.
     """
-    from ftkit.engine.distributed import Dist
+    from ftkit.engine.backend import backend_unless
+    from ftkit.engine.distributed import one_unless
 
-    dist = dist if dist is not None else Dist()
+    dist, backend = one_unless(dist), backend_unless(backend, device)
     positive_int(batch_size, "batch_size")
     if style not in RESPONSE_HEADERS:
         raise ValueError(f"unknown prompt style {style!r}; choose one of {list(RESPONSE_HEADERS)}")
@@ -171,22 +191,17 @@ def write_test_responses(
             disable=not dist.shows(progress),
         )
         # one set of transposed weight copies for every batch (the book's `generate`,
-        # used with exact=True, never asks for them)
+        # on the exact path, never asks for them)
         options = {
             "max_new_tokens": max_new_tokens,
             "context_size": context_size,
             "eos_id": eos_id,
             "style": style,
         }
-        per_rank = 1 if exact else batch_size
+        per_rank, answer_entries = backend.respond_steps(batch_size)
         with bar, transposed_linears():
             for entries, mine in dist.shares(test_data, per_rank, start=len(done)):
-                if exact:  # the book's loop: one entry at a time with its `generate` (§7.7)
-                    replies = [answer(model, tokenizer, e, device, **options) for e in mine]
-                else:
-                    replies = (
-                        answer_batch(model, tokenizer, mine, device, **options) if mine else []
-                    )
+                replies = answer_entries(model, tokenizer, mine, device, **options)
                 responses = [r for part in dist.gather(replies) for r in part]  # rank order
                 done += [{**e, "model_response": r} for e, r in zip(entries, responses)]
                 dist.on_main(write_responses, out_path, done)

@@ -104,9 +104,9 @@ def save_checkpoint(
 
     With `dist` every rank must call it (FSDP gathers the shards); rank 0 writes.
     """
-    from ftkit.engine.distributed import Dist
+    from ftkit.engine.distributed import one_unless
 
-    dist = dist if dist is not None else Dist()
+    dist = one_unless(dist)
     model_state, optimizer_state = dist.full_state(model, optimizer)
     # rank 0 writes; the file is whole before any rank goes on (and may read it)
     dist.main_writes(_write_checkpoint, path, model_state, optimizer_state, history, settings)
@@ -161,9 +161,9 @@ def restore_checkpoint(
     state: Mapping, model: nn.Module, optimizer, dist: Dist | None = None
 ) -> History:
     """Put a checkpoint's model, optimizer and random state back; returns its history."""
-    from ftkit.engine.distributed import Dist
+    from ftkit.engine.distributed import one_unless
 
-    dist = dist if dist is not None else Dist()
+    dist = one_unless(dist)
     dist.restore(state, model, optimizer)  # DDP or FSDP shards from the full state
     torch.set_rng_state(state["rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -286,14 +286,16 @@ def fit(
     batch this process computes and in how many micro-batches (`--grad-accum`), sets
     the sampler to the epoch; counts are global, rank 0 shows the bar and writes.
     `backend` (`ftkit.engine.backend`) runs every forward pass (loss, evaluation,
-    after-epoch step) under its autocast (bf16 on the fast path); None: float32.
+    after-epoch step) under its autocast (bf16 on the fast path); None: float32
+    (`backend_unless`).
     """
     from tqdm.auto import tqdm
 
-    from ftkit.engine.distributed import Dist
+    from ftkit.engine.backend import backend_unless
+    from ftkit.engine.distributed import one_unless
 
-    dist = dist if dist is not None else Dist(device=torch.device(device))
-    autocast = backend.autocast if backend is not None else nullcontext
+    dist = one_unless(dist, torch.device(device))
+    autocast = backend_unless(backend, device).autocast
 
     for value, name in (
         (num_epochs, "num_epochs"),

@@ -32,7 +32,7 @@ from ftkit.data.spam import SPLIT_FILES, create_spam_loaders
 from ftkit.doctor import report_device
 from ftkit.engine.backend import make_backend
 from ftkit.engine.batched import classify_texts
-from ftkit.engine.distributed import Dist
+from ftkit.engine.distributed import Dist, one_unless
 from ftkit.engine.plots import plot_values_pngs
 from ftkit.engine.trainer import History
 from ftkit.io.classifier import MODEL_FILE, load_classifier, save_classifier
@@ -94,7 +94,7 @@ def train(
     cfg = get_config(preset)
     out = check_out_dir(run_dir("classify", preset, c.out))  # before any work
     checkpoint = out / CHECKPOINT_FILE
-    dist = dist if dist is not None else Dist(device=resolve_device(c.device))
+    dist = one_unless(dist, c.device)
     dev = dist.device
     backend = make_backend(dev, exact=c.exact, precision=c.precision)
     # Before any file is written: a refused resume (other settings) changes nothing.

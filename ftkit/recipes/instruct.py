@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ftkit.doctor import report_device
 from ftkit.engine.backend import make_backend
-from ftkit.engine.distributed import Dist
+from ftkit.engine.distributed import Dist, one_unless
 from ftkit.engine.plots import plot_losses_png
 from ftkit.engine.trainer import History
 from ftkit.io.model_file import load_saved_model
@@ -41,7 +41,6 @@ from ftkit.recipes.config import InstructConfig
 from ftkit.recipes.runtime import (
     canonical_preset,
     check_out_dir,
-    resolve_device,
     resume_state,
     run_dir,
     save_state_dict,
@@ -209,7 +208,7 @@ def finetune(
     max_length = c.allowed_max_length or default_max_length(c.dataset, cfg)
     out = check_out_dir(run_dir("instruct", preset, c.out))  # before any work
     paths = output_paths(out, preset)
-    dist = dist if dist is not None else Dist(device=resolve_device(c.device))
+    dist = one_unless(dist, c.device)
     dev = dist.device
     backend = make_backend(dev, exact=c.exact, precision=c.precision)
     settings = run_settings(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ftkit.choices import JUDGE_URL
 from ftkit.doctor import report_device
-from ftkit.engine.precision import resolve_device
+from ftkit.engine.distributed import one_unless
 from ftkit.recipes.instruct import (
     DEFAULT_MODEL,
     HISTOGRAM_FILE,
@@ -48,12 +48,12 @@ def respond(
     each generating its own the same way (`batch_size`, `exact`), and rank 0 writes the
     one file, in the book's order: the file one process writes.
     """
-    from ftkit.engine.distributed import Dist
+    from ftkit.engine.backend import make_backend
     from ftkit.engine.respond import write_test_responses
     from ftkit.io.tokenizer import get_tokenizer
     from reference.instruction_data import split_data
 
-    dist = dist if dist is not None else Dist(device=resolve_device(device))
+    dist = one_unless(dist, device)
     dev = dist.device
     report_device(dev, say)  # one line when this device computes wrong
     gpt, record = load_finetuned(out_dir, model, dev)
@@ -67,7 +67,7 @@ def respond(
         dev,
         out_path,
         batch_size=batch_size,
-        exact=exact,
+        backend=make_backend(dev, exact=exact),  # it says how entries are answered
         dist=dist,
         **options,
     )

@@ -136,6 +136,20 @@ def drift(modules: dict[str, ModuleType]) -> dict[str, str]:
     return found
 
 
+def unmarked_lines(diff: str) -> list[str]:
+    """The lines of a drift diff that are ours and not the book's, so not marked `# kit:`.
+
+    A marked statement is left out of the comparison, so a diff whose non-book lines are
+    all marked shows only the book's lines they replace (`-`). A block whose statements
+    are all marked reads `pass`, which is no line of ours either.
+    """
+    return [
+        line[1:]
+        for line in diff.splitlines()
+        if line.startswith("+") and not line.startswith("+++") and line[1:].strip() != "pass"
+    ]
+
+
 def reference_modules() -> dict[str, ModuleType]:
     """The reference modules that hold book listings."""
     return {name: importlib.import_module(f"reference.{name}") for name in CHAPTERS}
@@ -143,4 +157,5 @@ def reference_modules() -> dict[str, ModuleType]:
 
 if __name__ == "__main__":
     for key, diff in drift(reference_modules()).items():
-        print(f"=== {key}\n{diff}\n")
+        mark = " (non-book lines not marked `# kit:`)" if unmarked_lines(diff) else ""
+        print(f"=== {key}{mark}\n{diff}\n")

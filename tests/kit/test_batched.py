@@ -15,6 +15,7 @@ import torch
 from ftkit.asserts import assert_equal
 from ftkit.data.instruction import load_instruction_data
 from ftkit.engine import respond as engine_respond
+from ftkit.engine.backend import make_backend
 from ftkit.engine.batched import classify_texts, generate_batch
 from ftkit.engine.respond import write_test_responses
 from ftkit.io.tokenizer import get_tokenizer
@@ -32,6 +33,7 @@ WHY = (
     "rows' padding, so each row's greedy tokens are the book's `generate` for it alone (§5.3)"
 )
 NEW = 24
+BOOK = make_backend("cpu", exact=True)  # the book's one-entry `generate` loop (§7.7)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_responses_default_and_exact_are_identical(trained, entries, tmp_path):
     test = entries[:8]
     options = {"max_new_tokens": NEW, "progress": False}
     exact = write_test_responses(
-        trained, get_tokenizer(), test, "cpu", tmp_path / "a.json", exact=True, **options
+        trained, get_tokenizer(), test, "cpu", tmp_path / "a.json", backend=BOOK, **options
     )
     fast = write_test_responses(
         trained, get_tokenizer(), test, "cpu", tmp_path / "b.json", batch_size=3, **options

@@ -109,6 +109,22 @@ def test_a_silent_rank_makes_the_others_time_out_with_a_message(tmp_path):
     assert "did not answer within 3 s (--dist-timeout)" in run.stderr
 
 
+@pytest.mark.slow  # two gloo processes, a DDP and an FSDP epoch
+def test_the_session_leaves_no_gloo_thread_behind(tmp_path):
+    """After the session, gloo's C++ threads are gone: none is left to the interpreter's exit.
+
+    A process group that outlives `destroy_process_group` (something still holds it) keeps
+    its worker threads until the interpreter finalizes; a worker that then drops the last
+    reference to a finished collective's tensors needs the GIL, and the process aborts
+    ("terminate called without an active exception"), now and then, under load.
+    """
+    run = torchrun("teardown", tmp_path, timeout=180)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for rank in (0, 1):
+        threads = json.loads((tmp_path / f"threads-{rank}.json").read_text())
+        assert not [name for name in threads if "gloo" in name], (rank, threads)
+
+
 # ------------------------------------------------------------------ without processes
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ftkit.cli import main
-from ftkit.engine import precision
+from ftkit.engine import backend
 from ftkit.presets import get_config
 from ftkit.recipes import classify
 from ftkit.recipes import instruct as recipe
@@ -79,11 +79,11 @@ def test_instruct_bf16_runs_and_is_recorded(exact_run, tmp_path):
 
 
 def test_auto_precision_follows_the_hardware():
-    assert precision.resolve_precision("auto", "cpu", exact=True) == "fp32"
-    assert precision.resolve_precision("fp32", "cpu") == "fp32"
-    assert precision.resolve_precision("auto", "cpu") in ("bf16", "fp32")
+    assert backend.resolve_precision("auto", "cpu", exact=True) == "fp32"
+    assert backend.resolve_precision("fp32", "cpu") == "fp32"
+    assert backend.resolve_precision("auto", "cpu") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="--exact"):
-        precision.resolve_precision("bf16", "cpu", exact=True)
+        backend.resolve_precision("bf16", "cpu", exact=True)
 
 
 def test_resume_refuses_to_mix_the_exact_and_fast_paths(exact_run, tmp_path):

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ftkit.asserts import assert_equal
+from ftkit.engine.backend import make_backend
 from ftkit.engine.respond import write_test_responses
 from ftkit.io.tokenizer import get_tokenizer
 from ftkit.presets import get_config
@@ -17,6 +18,7 @@ from reference.instruction_data import format_input
 from reference.model import GPTModel
 
 MAX_NEW = 2
+BOOK = make_backend("cpu", exact=True)  # the book's one-entry `generate` loop (§7.7)
 
 
 @pytest.fixture
@@ -98,12 +100,12 @@ def test_interrupted_run_resumes_without_redoing_entries(
     path = tmp_path / "resumed.json"
     crashing = CountingModel(tiny_model, fail_on=MAX_NEW + 1)  # first pass of entry 2
     with pytest.raises(Interrupted):
-        run(crashing, test_entries, path, exact=True)  # the book's loop: one entry at a time
+        run(crashing, test_entries, path, backend=BOOK)  # the book's loop: one entry at a time
     saved = json.loads(path.read_text(encoding="utf-8"))
     assert_equal(len(saved), 1, name="entries saved before the interruption")
 
     counting = CountingModel(tiny_model)
-    run(counting, test_entries, path, exact=True)
+    run(counting, test_entries, path, backend=BOOK)
     assert_equal(
         counting.calls, 2 * MAX_NEW, name="forward passes of the rerun (entries 2 and 3 only)"
     )
