@@ -51,7 +51,10 @@ def random_split(
     df = df.sample(frac=1, random_state=123).reset_index(drop=True)
     train_end = int(len(df) * train_frac)
     validation_end = train_end + int(len(df) * validation_frac)
-    return df[:train_end], df[train_end:validation_end], df[validation_end:]
+    train_df = df[:train_end]
+    validation_df = df[train_end:validation_end]
+    test_df = df[validation_end:]
+    return train_df, validation_df, test_df
 
 
 class SpamDataset(Dataset):

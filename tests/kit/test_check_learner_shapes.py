@@ -295,3 +295,46 @@ def test_the_books_collate_beside_a_buggy_format_input_is_not_blamed(tmp_path):
         "custom_collate_fn": "solved",
     }, out
     assert statuses["InstructionDataset"]["blocked_by"] == ["format_input"], out
+
+
+SPLIT_SCRIPT = """
+import pandas as pd
+
+
+def create_balanced_dataset(df):
+    num_spam = df[df["Label"] == "spam"].shape[0]
+    ham_subset = df[df["Label"] == "ham"].sample(num_spam, random_state=123)
+    return pd.concat([ham_subset, df[df["Label"] == "spam"]])
+
+
+def random_split(df, train_frac, validation_frac):
+    # shuffle the whole frame, then cut it in three
+    df = df.sample(frac=1, random_state=123).reset_index(drop=True)
+    train_end = int(len(df) * train_frac)
+    validation_end = train_end + int(len(df) * validation_frac)
+    train_df = df[:train_end]
+    validation_df = df[train_end:validation_end]
+    test_df = df[validation_end:]
+    return train_df, test_df, validation_df
+
+
+df = pd.read_csv("sms_spam_collection/SMSSpamCollection.tsv", sep="\\t", names=["Label", "Text"])
+balanced_df = create_balanced_dataset(df)
+train_df, test_df, validation_df = random_split(balanced_df, 0.7, 0.1)
+"""
+
+
+def test_a_split_returning_test_before_validation_is_named_on_the_console(tmp_path):
+    write(tmp_path, "my_ch06.py", SPLIT_SCRIPT)
+    statuses, out, code = run_check(
+        tmp_path, "swapped random_split", str(tmp_path / "my_ch06.py"), "--stage", "data"
+    )
+    order = (
+        "your `random_split` returns (train_df, test_df, validation_df); the book's returns "
+        "(train_df, validation_df, test_df) — later code unpacks them in the book's order (§6.2)"
+    )
+    assert status(statuses)["random_split"] == "failing", out
+    assert status(statuses)["create_balanced_dataset"] == "solved", out
+    assert f"ftkit: random_split: {order}" in out, out
+    assert statuses["random_split"]["message"].startswith(order), out
+    assert code == 1
