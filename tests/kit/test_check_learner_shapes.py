@@ -336,5 +336,26 @@ def test_a_split_returning_test_before_validation_is_named_on_the_console(tmp_pa
     assert status(statuses)["random_split"] == "failing", out
     assert status(statuses)["create_balanced_dataset"] == "solved", out
     assert f"ftkit: random_split: {order}" in out, out
-    assert statuses["random_split"]["message"].startswith(order), out
+    assert statuses["random_split"]["message"] == f"AssertionError: {order}", out
     assert code == 1
+
+
+def test_a_folder_with_a_scratch_file_that_does_not_compile_checks_the_others(tmp_path):
+    folder = tmp_path / "llm-study"
+    folder.mkdir()
+    write(
+        folder, "chapter05_3.py", 'print("trying things")\nif __name__ == "__main__:\n    main()\n'
+    )
+    write(
+        folder,
+        "chapter06.py",
+        SPLIT_SCRIPT.replace("test_df, validation_df\n", "validation_df, test_df\n"),
+    )
+    statuses, out, code = run_check(
+        tmp_path, "folder, one scratch file broken", str(folder), "--stage", "data"
+    )
+    assert code != 2, out
+    assert status(statuses)["random_split"] == "solved", out
+    assert "llm-study/chapter05_3.py:2: the whole file — cannot be compiled (SyntaxError:" in out, (
+        out
+    )
