@@ -20,6 +20,7 @@ from tests.kit.test_check_sources import (
     run_check,
     status,
 )
+from tests.kit.test_return_order import SPLIT
 
 # Each test runs `ftkit check` in a child process: their own CI step (-m checker).
 pytestmark = pytest.mark.checker
@@ -297,7 +298,8 @@ def test_the_books_collate_beside_a_buggy_format_input_is_not_blamed(tmp_path):
     assert statuses["InstructionDataset"]["blocked_by"] == ["format_input"], out
 
 
-SPLIT_SCRIPT = """
+SPLIT_SCRIPT = (
+    """
 import pandas as pd
 
 
@@ -305,23 +307,15 @@ def create_balanced_dataset(df):
     num_spam = df[df["Label"] == "spam"].shape[0]
     ham_subset = df[df["Label"] == "ham"].sample(num_spam, random_state=123)
     return pd.concat([ham_subset, df[df["Label"] == "spam"]])
-
-
-def random_split(df, train_frac, validation_frac):
-    # shuffle the whole frame, then cut it in three
-    df = df.sample(frac=1, random_state=123).reset_index(drop=True)
-    train_end = int(len(df) * train_frac)
-    validation_end = train_end + int(len(df) * validation_frac)
-    train_df = df[:train_end]
-    validation_df = df[train_end:validation_end]
-    test_df = df[validation_end:]
-    return train_df, test_df, validation_df
-
+"""
+    + SPLIT.format(order="train_df, test_df, validation_df")
+    + """
 
 df = pd.read_csv("sms_spam_collection/SMSSpamCollection.tsv", sep="\\t", names=["Label", "Text"])
 balanced_df = create_balanced_dataset(df)
 train_df, test_df, validation_df = random_split(balanced_df, 0.7, 0.1)
 """
+)
 
 
 def test_a_split_returning_test_before_validation_is_named_on_the_console(tmp_path):
