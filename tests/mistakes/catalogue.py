@@ -962,8 +962,17 @@ CATALOGUE: list[Mistake] = [
         "judge",
         '        "options": JUDGE_OPTIONS,\n',
         "",
-        ("options", "seed", "temperature"),
+        ("has no 'options':",),
         "no seed/temperature options sent",
+    ),
+    M(
+        "judge-options-at-top-level",
+        "query_model",
+        "judge",
+        '        "options": JUDGE_OPTIONS,\n',
+        "        **JUDGE_OPTIONS,\n",
+        ("sent at the top level",),
+        "seed and temperature beside the messages, not under 'options' (Ollama ignores them)",
     ),
     M(
         "judge-keeps-last-piece",
