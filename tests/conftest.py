@@ -12,8 +12,12 @@ skip with instructions.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+from ftkit.suite import cpus
 
 APPROX_DOWNLOAD = {"124M": "~500 MB", "355M": "~1.4 GB", "774M": "~3.1 GB", "1558M": "~6.2 GB"}
 
@@ -113,6 +117,13 @@ def drawn_figure(tmp_path, monkeypatch):
 
     yield draw
     plt.close("all")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a worker of a whole-suite run (ftkit/suite.py), torch takes its share of the CPUs."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, cpus() // int(workers)))
 
 
 @pytest.fixture

@@ -32,7 +32,10 @@ from ftkit.recipes.respond import respond
 from reference.model import GPTModel
 
 PATHS = ("exact", "fast")
-TRAINED: dict[tuple[str, str], object] = {}  # (device, size) -> folder holding a fine-tuned model
+# (device, size, entries) -> (folder, finetune's result) of a fast-path one-epoch model: the
+# train benchmark's fast run when it trained on as many entries as respond needs (always in a
+# plain `pytest` run, where both use 20), else respond trains its own.
+TRAINED: dict[tuple[str, str, int], tuple] = {}
 
 
 def quiet(*_args) -> None:
@@ -78,9 +81,10 @@ def info(benchmark, kind: str, device: str, size: str, path: str, dtype: str, **
 )
 def test_instruct_train_end_to_end(benchmark, random_init, tmp_path, device, size, repeat, path):
     result = {}
+    limit = limit_for(benchmark)
 
     def run():
-        result.update(train(tmp_path, size, device, limit_for(benchmark), path == "exact"))
+        result.update(train(tmp_path, size, device, limit, path == "exact"))
 
     benchmark.pedantic(run, setup=os.sync, rounds=1, warmup_rounds=0)
     history = result["history"]
@@ -97,6 +101,8 @@ def test_instruct_train_end_to_end(benchmark, random_init, tmp_path, device, siz
         repeat=repeat,
     )
     assert history["epochs_done"] == 1
+    if path == "fast":
+        TRAINED.setdefault((device, size, limit), (tmp_path, result))
 
 
 @pytest.mark.parametrize(
@@ -107,10 +113,11 @@ def test_instruct_respond_end_to_end(
     benchmark, random_init, tmp_path_factory, device, size, repeat, path
 ):
     respond_limit = limit_for(benchmark, "FTKIT_BENCH_RESPOND_LIMIT", 80)
-    if (device, size) not in TRAINED:  # one fine-tuned model answers for both paths
+    key = (device, size, respond_limit)
+    if key not in TRAINED:  # one fine-tuned model answers for both paths
         folder = tmp_path_factory.mktemp(f"trained-{size}")
-        TRAINED[device, size] = (folder, train(folder, size, device, respond_limit, False))
-    folder, trained = TRAINED[device, size]
+        TRAINED[key] = (folder, train(folder, size, device, respond_limit, False))
+    folder, trained = TRAINED[key]
     out = tmp_path_factory.mktemp(f"respond-{path}")
     for name in ("model", "config"):
         shutil.copy(trained["paths"][name], out)
