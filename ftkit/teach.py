@@ -1,6 +1,9 @@
 """What a failing book test tells the learner: the step that differs, or what a raw error means.
 
-Two kinds of failure reach a learner from a book test:
+Three kinds of failure reach a learner from a book test:
+
+- the book's values returned in another order (`random_split` giving (train, test,
+  validation)): `ftkit.check.returns.swapped_order` says so, whatever else fails after it;
 
 - an assertion on the output: `explain_failure` asks the exercise's step describer
   (`ftkit.steps`) which step of the book's listing the learner's code first computes
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ftkit import steps
+from ftkit.check.returns import swapped_order
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,6 +210,9 @@ def explain_failure(err: BaseException, exercises: list[str], impl) -> str | Non
     """The line to put before a failing book test's own message, or None to leave it."""
     if isinstance(err, NotImplementedError):  # a stub: "not started", not a mistake
         return None
+    order = swapped_order(impl, exercises) if impl is not None else None
+    if order:  # right values in another order: the later failures all follow from it
+        return None if order in str(err) else order
     if isinstance(err, AssertionError):
         if impl is None:
             return None

@@ -19,11 +19,13 @@ import functools
 import importlib
 import inspect
 import pkgutil
+from collections import deque
 from functools import cache
 from types import ModuleType
 from typing import Any
 
 from ftkit.check.binding import binder, renamed
+from ftkit.check.returns import KEPT_CALLS, recorder
 
 REFERENCE = "reference"
 
@@ -106,6 +108,9 @@ class Impl:
         self.package = package
         self.used: list[str] = []
         self._adapted: dict[str, Any] = {}
+        # Exercise key -> its last calls, for functions whose book version returns a tuple
+        # (`ftkit.check.returns`: a swapped return order is named when a test fails).
+        self.returned: dict[str, deque] = {}
         try:
             self._root = importlib.import_module(package)
         except ImportError as err:
@@ -141,9 +146,11 @@ class Impl:
         if key not in self._adapted:
             obj = self._find(name, short, first)
             book = getattr(reference_modules()[short], name, None) if short else None
-            self._adapted[key] = adapt(
-                obj, self.keywords.get(key), self._cfg_hook(short, name), book=book
-            )
+            adapted = adapt(obj, self.keywords.get(key), self._cfg_hook(short, name), book=book)
+            if not self.is_reference:
+                calls = self.returned.setdefault(key, deque(maxlen=KEPT_CALLS))
+                adapted = recorder(adapted, book, calls)
+            self._adapted[key] = adapted
         return self._adapted[key]
 
     def _cfg_hook(self, short: str | None, name: str):

@@ -476,6 +476,33 @@ def _on_path(folder: Path, original: Path) -> LearnerFinder:
     return _FINDERS[folder]
 
 
+def _import_each(names: list[str], finder: LearnerFinder) -> tuple[list[ModuleType], list[str]]:
+    """The folder's modules, and a line for each file that cannot be compiled: a scratch file
+    with a SyntaxError is left out (a file importing it fails that import, listed), the
+    folder's other files are checked. Exit status 2 only when no file compiles."""
+    modules, broken, first = [], [], None
+    for module_name in names:
+        try:
+            modules.append(importlib.import_module(module_name))
+        except SyntaxError as err:
+            first = first or err
+            path = Path(err.filename or module_name)
+            if path.is_relative_to(finder.folder):  # the working copy's: name the learner's
+                path = finder.original / path.relative_to(finder.folder)
+            where = (
+                path.relative_to(finder.original.parent)
+                if path.is_relative_to(finder.original)
+                else path
+            )
+            broken.append(
+                f"{where}:{err.lineno}: the whole file — cannot be compiled ({type(err).__name__}:"
+                f" {err.msg}); the folder's other files are checked without it"
+            )
+    if first is not None and not modules:
+        raise first
+    return modules, broken
+
+
 def _load_folder(folder: Path, name: str, finder: LearnerFinder) -> tuple[ModuleType, list[str]]:
     """One flat module from every script, notebook and sub-package module of a folder (see the
     module docstring): the folder's own files first, then its sub-packages'."""
@@ -490,8 +517,8 @@ def _load_folder(folder: Path, name: str, finder: LearnerFinder) -> tuple[Module
             for p in sorted(init.parent.iterdir())
             if p.suffix == ".py" and p.stem.isidentifier() and p.stem != "__init__"
         ]
-    modules = [importlib.import_module(n) for n in names]
-    skipped = [line for m in modules for line in finder.skipped.get(m.__name__, [])]
+    modules, broken = _import_each(names, finder)
+    skipped = broken + [line for m in modules for line in finder.skipped.get(m.__name__, [])]
     for path in files:  # `chapter-6-code.ipynb`: no file imports it, but it is the learner's
         if path.stem.isidentifier():
             continue

@@ -99,6 +99,15 @@ def module_stage(tree: ast.Module) -> str | None:
     return None
 
 
+def stage_files(stage: str, folder: Path = BOOK_TESTS) -> list[Path]:
+    """The test files of `folder` whose `pytestmark` declares `stage` (read, not imported):
+    `--stage` collects only these; the book-exercise stage spans every file."""
+    files = sorted(folder.glob("test_*.py"))
+    if stage == BOOK_EXERCISES_STAGE:
+        return files
+    return [f for f in files if module_stage(ast.parse(f.read_text(encoding="utf-8"))) == stage]
+
+
 def _static_names(func: ast.AST) -> tuple[str, ...]:
     """Names a test body writes as `impl.NAME` or `impl.of("module").NAME` (for tests never run)."""
     from ftkit.check.impl import exercise_key

@@ -130,6 +130,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     impl_name = _impl_name(config)
     if impl_name == "reference":
         return
+    from ftkit.check.returns import NAMED
+
+    NAMED.clear()  # swapped return orders named by this session's failures
     from ftkit.check.impl import (
         default_differences,
         dependencies,
@@ -659,6 +662,10 @@ class ExerciseRecorder:
             reporter.write_line(f"ftkit: {key}: {difference}")
         for key, difference in config.stash.get(DEFAULTS_KEY, {}).items():
             reporter.write_line(f"ftkit: {key}: {difference}")
+        from ftkit.check.returns import NAMED
+
+        for key, order in NAMED.items():
+            reporter.write_line(f"ftkit: {key}: {order}")
         if config.getoption("--ftkit-no-table"):
             return exit_status(exercises)
         reporter.write_sep("=", f"ftkit check: {_header(impl_name)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ftkit.check.markers import canonical_stage
+from ftkit.check.markers import canonical_stage, stage_files
 from ftkit.commands.init import CONFIG
 from ftkit.layout import BOOK_TESTS, INSTALLED, ROOT
 
@@ -41,7 +42,10 @@ def pytest_args(
 ) -> list[str]:
     """The pytest command line for one check run (tests/book only, selected by marker)."""
     # `--impl=PATH` as one word: pytest looks for its ini file above every loose path argument.
-    args = [sys.executable, "-m", "pytest", str(BOOK_TESTS), f"--impl={impl}", "--ftkit-summary"]
+    # A stage's own files only: importing the others' test modules is most of pytest's start.
+    files = stage_files(canonical_stage(stage)) if stage else []
+    paths = [str(f) for f in files] or [str(BOOK_TESTS)]
+    args = [sys.executable, "-m", "pytest", *paths, f"--impl={impl}", "--ftkit-summary"]
     if execute:
         args.append("--execute")
     if book_only:
@@ -209,13 +213,23 @@ def default_impl() -> str:
     return found or "exercises"
 
 
-def run(args: argparse.Namespace) -> int:
-    from ftkit.doctor import report_device
+def may_have_accelerator() -> bool:
+    """Whether a CUDA, ROCm or MPS device may be here, seen without importing torch (seconds)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    return any(Path("/dev").glob("nvidia[0-9]*")) or any(
+        Path(p).exists() for p in ("/dev/kfd", "/dev/dxg")
+    )
 
+
+def run(args: argparse.Namespace) -> int:
     if args.impl is None:
         args.impl = default_impl()
 
-    report_device("auto", say=lambda line: print(line, file=sys.stderr))  # a GPU that is wrong
+    if may_have_accelerator():  # a GPU that computes wrong is said before the check
+        from ftkit.doctor import report_device
+
+        report_device("auto", say=lambda line: print(line, file=sys.stderr))
     if args.stage:
         try:
             canonical_stage(args.stage)

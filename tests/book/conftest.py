@@ -9,8 +9,15 @@ the implementation's code, the likely mistake and the implementation's line.
 from __future__ import annotations
 
 import pytest
+from hypothesis import Phase, settings
 
 from ftkit.teach import explain_failure
+
+# Property tests stop at their shrunk failing example: hypothesis's "explain" phase traces
+# every line run by many more examples (tens of seconds on torch code, past a test's 30 s
+# limit: a stub or a learner's bug read "timed out"), to add lines a learner does not need.
+settings.register_profile("book", phases=[p for p in Phase if p is not Phase.explain])
+settings.load_profile("book")
 
 
 @pytest.hookimpl(wrapper=True)

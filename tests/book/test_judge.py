@@ -73,9 +73,16 @@ def test_query_model_joins_the_stream_and_sends_the_books_options(impl, golden):
     assert_equal(
         sent["messages"], [{"role": "user", "content": "What do Llamas eat?"}], name="messages"
     )
+    options = golden("evaluation")["judge_options"]
+    top = sorted(set(options) & set(sent))
+    assert "options" in sent, (
+        f"the request has no 'options'{f' ({top} sent at the top level)' if top else ''}: the "
+        f"book sends them as data['options'] = {options}, which Ollama reads (§7.8); sent "
+        f"keys {sorted(sent)}"
+    )
     assert_equal(
         sent["options"],
-        golden("evaluation")["judge_options"],
+        options,
         name="options",
         why="seed and temperature 0 make the judge deterministic; num_ctx fits the prompt (§7.8)",
     )

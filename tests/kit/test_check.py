@@ -104,9 +104,16 @@ def test_unknown_stage_is_a_clear_error():
 
 
 def test_check_runs_tests_book_and_selects_a_stage_by_marker():
-    args = pytest_args("exercises", "LoRA", None, None)
+    args = pytest_args("exercises", None, None, None)
     assert str(BOOK_TESTS) in args and not [a for a in args if a.endswith(".py")]
+    # A stage collects its own files only (their pytestmark), and its marker still selects.
+    args = pytest_args("exercises", "LoRA", None, None)
+    assert [a for a in args if a.endswith(".py")] == [str(BOOK_TESTS / "test_lora.py")]
     assert args[args.index("--stage") + 1] == "LoRA"
+    spanning = pytest_args("exercises", "book exercises", None, None)
+    assert len([a for a in spanning if a.endswith(".py")]) == len(
+        list(BOOK_TESTS.glob("test_*.py"))
+    )
 
 
 def run_check(*args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:

@@ -20,6 +20,7 @@ from tests.kit.test_check_sources import (
     run_check,
     status,
 )
+from tests.kit.test_return_order import SPLIT
 
 # Each test runs `ftkit check` in a child process: their own CI step (-m checker).
 pytestmark = pytest.mark.checker
@@ -295,3 +296,60 @@ def test_the_books_collate_beside_a_buggy_format_input_is_not_blamed(tmp_path):
         "custom_collate_fn": "solved",
     }, out
     assert statuses["InstructionDataset"]["blocked_by"] == ["format_input"], out
+
+
+SPLIT_SCRIPT = (
+    """
+import pandas as pd
+
+
+def create_balanced_dataset(df):
+    num_spam = df[df["Label"] == "spam"].shape[0]
+    ham_subset = df[df["Label"] == "ham"].sample(num_spam, random_state=123)
+    return pd.concat([ham_subset, df[df["Label"] == "spam"]])
+"""
+    + SPLIT.format(order="train_df, test_df, validation_df")
+    + """
+
+df = pd.read_csv("sms_spam_collection/SMSSpamCollection.tsv", sep="\\t", names=["Label", "Text"])
+balanced_df = create_balanced_dataset(df)
+train_df, test_df, validation_df = random_split(balanced_df, 0.7, 0.1)
+"""
+)
+
+
+def test_a_split_returning_test_before_validation_is_named_on_the_console(tmp_path):
+    write(tmp_path, "my_ch06.py", SPLIT_SCRIPT)
+    statuses, out, code = run_check(
+        tmp_path, "swapped random_split", str(tmp_path / "my_ch06.py"), "--stage", "data"
+    )
+    order = (
+        "your `random_split` returns (train_df, test_df, validation_df); the book's returns "
+        "(train_df, validation_df, test_df) — later code unpacks them in the book's order (§6.2)"
+    )
+    assert status(statuses)["random_split"] == "failing", out
+    assert status(statuses)["create_balanced_dataset"] == "solved", out
+    assert f"ftkit: random_split: {order}" in out, out
+    assert statuses["random_split"]["message"] == f"AssertionError: {order}", out
+    assert code == 1
+
+
+def test_a_folder_with_a_scratch_file_that_does_not_compile_checks_the_others(tmp_path):
+    folder = tmp_path / "llm-study"
+    folder.mkdir()
+    write(
+        folder, "chapter05_3.py", 'print("trying things")\nif __name__ == "__main__:\n    main()\n'
+    )
+    write(
+        folder,
+        "chapter06.py",
+        SPLIT_SCRIPT.replace("test_df, validation_df\n", "validation_df, test_df\n"),
+    )
+    statuses, out, code = run_check(
+        tmp_path, "folder, one scratch file broken", str(folder), "--stage", "data"
+    )
+    assert code != 2, out
+    assert status(statuses)["random_split"] == "solved", out
+    assert "llm-study/chapter05_3.py:2: the whole file — cannot be compiled (SyntaxError:" in out, (
+        out
+    )

@@ -187,5 +187,6 @@ def test_check_prints_the_verdict_when_the_device_fails(
     from ftkit.check import run
 
     monkeypatch.setattr(run, "check_once", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(run, "may_have_accelerator", lambda: True)  # the fake GPU
     assert main(["check"]) == 0
     assert "warning: device check failed on cuda:0" in capsys.readouterr().err
